@@ -1,0 +1,80 @@
+"""OpenID Connect for FastAPI: sign-in, sessions and token validation as dependencies.
+
+from fastapi import Depends, FastAPI
+from fastapi_oidc_guard import OIDCGuard, User, require_user
+
+guard = OIDCGuard.from_env()
+app = FastAPI(lifespan=guard.lifespan)
+guard.install(app)
+
+@app.get("/api/protected")
+async def protected(user: User = Depends(require_user)):
+    return {"userId": user.sub}
+"""
+
+from .config import GuardConfig
+from .dependencies import get_guard, optional_user, require_user
+from .errors import (
+    AccessDenied,
+    ClaimError,
+    ConfigurationError,
+    DiscoveryError,
+    ExpiredToken,
+    InsufficientScope,
+    InvalidAudience,
+    InvalidRequest,
+    InvalidSignature,
+    InvalidToken,
+    InvalidUserClaims,
+    KeyNotFound,
+    KeySetUnavailable,
+    LoginRequired,
+    MalformedToken,
+    NotAuthenticated,
+    OIDCGuardError,
+    TemporarilyUnavailable,
+    UnsupportedAlgorithm,
+    UnusableKey,
+    WrongTokenType,
+)
+from .guard import OIDCGuard
+from .jwks import KeySet, RemoteKeySet, StaticKeySet
+from .models import ProviderMetadata, User
+from .verify import TokenVerifier
+
+__all__ = [
+    "AccessDenied",
+    "ClaimError",
+    "ConfigurationError",
+    "DiscoveryError",
+    "ExpiredToken",
+    "GuardConfig",
+    "InsufficientScope",
+    "InvalidAudience",
+    "InvalidRequest",
+    "InvalidSignature",
+    "InvalidToken",
+    "InvalidUserClaims",
+    "KeyNotFound",
+    "KeySet",
+    "KeySetUnavailable",
+    "LoginRequired",
+    "MalformedToken",
+    "NotAuthenticated",
+    "OIDCGuard",
+    "OIDCGuardError",
+    "ProviderMetadata",
+    "RemoteKeySet",
+    "StaticKeySet",
+    "TemporarilyUnavailable",
+    "TokenVerifier",
+    "UnsupportedAlgorithm",
+    "UnusableKey",
+    "User",
+    "WrongTokenType",
+    "get_guard",
+    "optional_user",
+    "require_user",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,211 @@
+"""Configuration: one frozen object, validated when it is built.
+
+Every setting is a keyword argument of :class:`GuardConfig` (and of ``OIDCGuard``); the fixed
+environment variable names are read by :meth:`GuardConfig.from_env`. A missing or contradictory
+setting raises :class:`~fastapi_oidc_guard.errors.ConfigurationError` naming the variable and the
+fix, so a misconfigured app fails at start-up rather than on the first request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+
+__all__ = ["SUPPORTED_ALGORITHMS", "GuardConfig", "is_loopback_host", "require_safe_url"]
+
+#: Algorithms the verifier can check. HMAC and ``none`` are deliberately absent: a provider's
+#: tokens are verified with its public keys, never with a shared secret.
+SUPPORTED_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+DEFAULT_ALGORITHMS = ("RS256", "ES256", "PS256", "EdDSA")
+DEFAULT_SCOPE = "openid profile email offline_access"
+SessionBackendName = Literal["cookie", "memory", "redis"]
+
+_LOOPBACK_NAMES = {"localhost"}
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ``::1``."""
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_safe_url(url: str, *, what: str) -> str:
+    """Return ``url`` if it is https, or http on a loopback host; raise otherwise.
+
+    Loopback http is allowed so that development and tests run against a local provider.
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return url
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
+        return url
+    raise ConfigurationError(
+        f"{what} must be an https URL (http is allowed only for 127.0.0.1, ::1 or localhost); "
+        f"got {url!r}"
+    )
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True, kw_only=True)
+class GuardConfig:
+    """Everything the guard needs to know. Times are in seconds.
+
+    ``issuer`` is required. ``audience`` is the API identifier: bearer tokens must carry it in
+    ``aud`` (without one, bearer tokens are refused, never accepted unchecked) and it is sent at
+    login so that access tokens are JWTs rather than opaque strings. ``clock`` returns the current
+    Unix time and exists so tests can move time without sleeping.
+    """
+
+    issuer: str
+    audience: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    base_url: str | None = None
+    session_secret: tuple[str, ...] = ()
+    scope: str = DEFAULT_SCOPE
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    session_backend: SessionBackendName = "cookie"
+    redis_url: str | None = None
+    leeway: float = 30.0
+    http_timeout: float = 5.0
+    jwks_max_age: float = 600.0
+    jwks_min_max_age: float = 60.0
+    jwks_max_max_age: float = 86_400.0
+    jwks_cooldown: float = 30.0
+    jwks_stale_limit: float = 86_400.0
+    discovery_max_age: float = 86_400.0
+    max_token_bytes: int = 8 * 1024
+    max_id_token_bytes: int = 16 * 1024
+    token_cache_size: int = 1024
+    clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.issuer:
+            raise ConfigurationError(
+                "OIDC_ISSUER is required: set it to your provider's issuer URL, "
+                "e.g. https://your-tenant.example.com/"
+            )
+        require_safe_url(self.issuer, what="OIDC_ISSUER")
+        if self.base_url is not None:
+            require_safe_url(self.base_url, what="OIDC_BASE_URL")
+        if isinstance(self.session_secret, str):  # one secret or a comma-separated list
+            object.__setattr__(self, "session_secret", _split(self.session_secret))
+        if isinstance(self.algorithms, str):
+            object.__setattr__(self, "algorithms", _split(self.algorithms))
+        for secret in self.session_secret:
+            if len(secret.encode()) < 32:
+                raise ConfigurationError(
+                    "OIDC_SESSION_SECRET: each secret must be at least 32 bytes; generate one with "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+                )
+        self._check_algorithms()
+        self._check_times()
+        if self.audience is not None and not self.audience.strip():
+            raise ConfigurationError("OIDC_AUDIENCE is empty: unset it or give the API identifier")
+        if self.client_secret and not self.client_id:
+            raise ConfigurationError(
+                "OIDC_CLIENT_SECRET is set but OIDC_CLIENT_ID is not: set both"
+            )
+        if self.session_backend not in ("cookie", "memory", "redis"):
+            raise ConfigurationError(
+                f"OIDC_SESSION_BACKEND must be cookie, memory or redis: {self.session_backend!r}"
+            )
+        if self.session_backend == "redis" and not self.redis_url:
+            raise ConfigurationError("OIDC_SESSION_BACKEND=redis needs OIDC_REDIS_URL")
+
+    def _check_algorithms(self) -> None:
+        if not self.algorithms:
+            raise ConfigurationError("OIDC_ALGORITHMS is empty: use e.g. RS256,ES256")
+        unknown = [alg for alg in self.algorithms if alg not in SUPPORTED_ALGORITHMS]
+        if unknown:
+            raise ConfigurationError(
+                f"OIDC_ALGORITHMS has unsupported algorithms {unknown}; supported: "
+                f"{sorted(SUPPORTED_ALGORITHMS)} (HMAC and 'none' are never accepted)"
+            )
+
+    def _check_times(self) -> None:
+        if not 0 <= self.leeway <= 300:
+            raise ConfigurationError("leeway must be between 0 and 300 seconds")
+        if not 0 < self.http_timeout <= 60:
+            raise ConfigurationError("http_timeout must be between 0 and 60 seconds")
+        if not 0 < self.jwks_min_max_age <= self.jwks_max_age <= self.jwks_max_max_age:
+            raise ConfigurationError(
+                "JWKS ages must satisfy 0 < jwks_min_max_age <= jwks_max_age <= jwks_max_max_age"
+            )
+        if self.jwks_cooldown < 0:
+            raise ConfigurationError("jwks_cooldown must be >= 0")
+        if self.jwks_stale_limit < self.jwks_max_age:
+            raise ConfigurationError("jwks_stale_limit must be >= jwks_max_age")
+        if self.max_token_bytes < 512 or self.max_id_token_bytes < 512:
+            raise ConfigurationError("token size limits must be at least 512 bytes")
+        if self.token_cache_size < 0:
+            raise ConfigurationError("token_cache_size must be >= 0 (0 disables the cache)")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> GuardConfig:
+        """Build from ``OIDC_*`` variables; keyword arguments win over the environment.
+
+        ``OIDC_SESSION_SECRET`` and ``OIDC_ALGORITHMS`` are comma-separated lists.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        plain = {
+            "issuer": "OIDC_ISSUER",
+            "audience": "OIDC_AUDIENCE",
+            "client_id": "OIDC_CLIENT_ID",
+            "client_secret": "OIDC_CLIENT_SECRET",
+            "base_url": "OIDC_BASE_URL",
+            "scope": "OIDC_SCOPE",
+            "session_backend": "OIDC_SESSION_BACKEND",
+            "redis_url": "OIDC_REDIS_URL",
+        }
+        for name, var in plain.items():
+            if env.get(var):
+                values[name] = env[var]
+        if env.get("OIDC_SESSION_SECRET"):
+            values["session_secret"] = _split(env["OIDC_SESSION_SECRET"])
+        if env.get("OIDC_ALGORITHMS"):
+            values["algorithms"] = _split(env["OIDC_ALGORITHMS"])
+        numbers = {
+            "leeway": "OIDC_LEEWAY",
+            "http_timeout": "OIDC_HTTP_TIMEOUT",
+            "jwks_max_age": "OIDC_JWKS_MAX_AGE",
+            "jwks_cooldown": "OIDC_JWKS_COOLDOWN",
+            "jwks_stale_limit": "OIDC_JWKS_STALE_LIMIT",
+        }
+        for name, var in numbers.items():
+            if env.get(var):
+                try:
+                    values[name] = float(env[var])
+                except ValueError as err:
+                    raise ConfigurationError(f"{var} must be a number of seconds") from err
+        values.update(overrides)
+        if "issuer" not in values:
+            raise ConfigurationError(
+                "OIDC_ISSUER is required: set it to your provider's issuer URL "
+                "(or pass issuer=... to OIDCGuard)"
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigurationError(f"unknown settings {unknown}")
+        return cls(**values)

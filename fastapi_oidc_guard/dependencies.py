@@ -1,0 +1,52 @@
+"""FastAPI dependencies: ``require_user`` and ``optional_user``.
+
+They are module-level async callables, so ``app.dependency_overrides[require_user]`` works, and
+they find the guard through the request's app (set by ``OIDCGuard.install``). They are
+``async def`` on purpose: a sync dependency costs a threadpool hop on every request.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import Request
+
+from .errors import NotAuthenticated
+from .models import User
+
+if TYPE_CHECKING:
+    from .guard import OIDCGuard
+
+__all__ = ["get_guard", "optional_user", "require_user"]
+
+
+def get_guard(request: Request) -> OIDCGuard:
+    """The guard installed on the request's app; a clear error if ``install`` was not called."""
+    guard: OIDCGuard | None = getattr(request.app.state, "oidc_guard", None)
+    if guard is None:
+        raise RuntimeError(
+            "fastapi_oidc_guard: no guard on this app; call guard.install(app) at start-up"
+        )
+    return guard
+
+
+async def require_user(request: Request) -> User:
+    """The authenticated user, or 401 JSON.
+
+    With an ``Authorization`` header, that header is the only credential looked at: it must be
+    ``Bearer <JWT>`` valid for the configured issuer and audience. The user is an instance of the
+    guard's ``user_model`` (``User`` by default).
+    """
+    return await get_guard(request).authenticate(request)
+
+
+async def optional_user(request: Request) -> User | None:
+    """Like :func:`require_user`, but ``None`` when the request carries no credentials at all.
+
+    Credentials that are present but invalid still answer 401: a broken token is never silently
+    treated as anonymous.
+    """
+    try:
+        return await get_guard(request).authenticate(request)
+    except NotAuthenticated:
+        return None

@@ -1,0 +1,167 @@
+"""The library's errors: one base with a stable ``code``, narrow subclasses.
+
+Messages (``str(err)``) say what was expected and what was found; they are for logs. HTTP bodies
+never carry them: ``http_errors.py`` maps each ``code`` to a fixed description.
+
+Exception tree::
+
+    OIDCGuardError
+    ├── ConfigurationError                 configuration_error   (raised when the guard is built)
+    ├── NotAuthenticated                   not_authenticated     401
+    ├── InvalidToken                       invalid_token         401
+    │   ├── MalformedToken                 shape, size, encoding, header
+    │   ├── UnsupportedAlgorithm           alg outside the allow-list
+    │   ├── KeyNotFound                    no key with that kid, even after a refetch
+    │   ├── UnusableKey                    a key exists but does not fit the token
+    │   ├── InvalidSignature
+    │   ├── WrongTokenType                 e.g. an ID token used as a bearer token
+    │   ├── ClaimError                     carries ``claim`` and ``reason``
+    │   │   ├── ExpiredToken
+    │   │   └── InvalidAudience
+    │   └── InvalidUserClaims              claims do not validate against the user model
+    ├── InsufficientScope                  insufficient_scope    403
+    ├── LoginRequired                      login_required        401
+    ├── TemporarilyUnavailable             temporarily_unavailable 503
+    │   ├── DiscoveryError
+    │   └── KeySetUnavailable
+    └── InvalidRequest                     invalid_request       400
+        └── AccessDenied                   access_denied         400
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessDenied",
+    "ClaimError",
+    "ConfigurationError",
+    "DiscoveryError",
+    "ExpiredToken",
+    "InsufficientScope",
+    "InvalidAudience",
+    "InvalidRequest",
+    "InvalidSignature",
+    "InvalidToken",
+    "InvalidUserClaims",
+    "KeyNotFound",
+    "KeySetUnavailable",
+    "LoginRequired",
+    "MalformedToken",
+    "NotAuthenticated",
+    "OIDCGuardError",
+    "TemporarilyUnavailable",
+    "UnsupportedAlgorithm",
+    "UnusableKey",
+    "WrongTokenType",
+]
+
+
+class OIDCGuardError(Exception):
+    """Base of every error raised by the library. ``code`` is stable and machine-readable."""
+
+    code: str = "oidc_guard_error"
+
+
+class ConfigurationError(OIDCGuardError, ValueError):
+    """A missing or contradictory setting; the message names the setting and the fix."""
+
+    code = "configuration_error"
+
+
+class NotAuthenticated(OIDCGuardError):
+    """The request carries no credentials at all."""
+
+    code = "not_authenticated"
+
+
+class InvalidToken(OIDCGuardError):
+    """A credential was presented and it is not acceptable."""
+
+    code = "invalid_token"
+
+
+class MalformedToken(InvalidToken):
+    """Not a compact JWS we accept: size, segments, base64url, JSON or header rules."""
+
+
+class UnsupportedAlgorithm(InvalidToken):
+    """The ``alg`` header is not in the configured allow-list."""
+
+
+class KeyNotFound(InvalidToken):
+    """No key in the issuer's key set has the token's ``kid`` (after at most one refetch)."""
+
+
+class UnusableKey(InvalidToken):
+    """A key was found but its type, curve, size, ``use``, ``key_ops`` or ``alg`` do not fit."""
+
+
+class InvalidSignature(InvalidToken):
+    """The signature does not verify with the selected key."""
+
+
+class WrongTokenType(InvalidToken):
+    """The token is of another kind (``typ`` or markers), e.g. an ID token sent as bearer."""
+
+
+class ClaimError(InvalidToken):
+    """A claim is missing, has the wrong type or the wrong value."""
+
+    def __init__(self, claim: str, reason: str) -> None:
+        super().__init__(f"claim {claim!r}: {reason}")
+        self.claim = claim
+        self.reason = reason
+
+
+class ExpiredToken(ClaimError):
+    """``exp`` is in the past (leeway included)."""
+
+
+class InvalidAudience(ClaimError):
+    """``aud`` does not contain the expected audience."""
+
+
+class InvalidUserClaims(InvalidToken):
+    """The verified claims do not validate against the user model."""
+
+
+class InsufficientScope(OIDCGuardError):
+    """Authenticated, but without the scopes, permissions or roles the route needs."""
+
+    code = "insufficient_scope"
+
+    def __init__(self, message: str, *, required: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.required = required
+
+
+class LoginRequired(OIDCGuardError):
+    """The session cannot produce what was asked (e.g. refresh impossible): log in again."""
+
+    code = "login_required"
+
+
+class TemporarilyUnavailable(OIDCGuardError):
+    """The provider or the session store cannot be reached or answered garbage."""
+
+    code = "temporarily_unavailable"
+    retry_after: int = 5
+
+
+class DiscoveryError(TemporarilyUnavailable):
+    """The discovery document could not be fetched or is not acceptable."""
+
+
+class KeySetUnavailable(TemporarilyUnavailable):
+    """No usable key set: never fetched successfully, or stale beyond the limit."""
+
+
+class InvalidRequest(OIDCGuardError):
+    """A malformed request to one of the library's own endpoints."""
+
+    code = "invalid_request"
+
+
+class AccessDenied(InvalidRequest):
+    """The provider answered the authorization request with an error."""
+
+    code = "access_denied"

@@ -1,0 +1,76 @@
+"""The one place where library errors become HTTP responses (DESIGN.md section 7).
+
+Descriptions are fixed strings per error code: a response never echoes a token, a claim value or
+an exception message. The detailed message goes to the ``fastapi_oidc_guard`` logger instead.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from .errors import (
+    AccessDenied,
+    InsufficientScope,
+    InvalidRequest,
+    InvalidToken,
+    LoginRequired,
+    NotAuthenticated,
+    OIDCGuardError,
+    TemporarilyUnavailable,
+)
+
+__all__ = ["error_response", "install_error_handlers"]
+
+logger = logging.getLogger("fastapi_oidc_guard")
+
+NOT_AUTHENTICATED_DESCRIPTION = "The user does not have an active session or is not authenticated"
+
+_DESCRIPTIONS: dict[type[OIDCGuardError], tuple[int, str]] = {
+    NotAuthenticated: (401, NOT_AUTHENTICATED_DESCRIPTION),
+    InvalidToken: (401, "The access token is invalid or has expired"),
+    LoginRequired: (401, "The session cannot provide this token; the user must log in again"),
+    InsufficientScope: (403, "The token does not grant the permissions this route requires"),
+    TemporarilyUnavailable: (503, "The identity provider is temporarily unavailable"),
+    AccessDenied: (400, "The authorization request was denied"),
+    InvalidRequest: (400, "The request is invalid"),
+}
+
+
+def _lookup(err: OIDCGuardError) -> tuple[int, str]:
+    for cls in type(err).__mro__:
+        if cls in _DESCRIPTIONS:
+            return _DESCRIPTIONS[cls]
+    return 500, "Internal authentication error"
+
+
+def error_response(err: OIDCGuardError) -> JSONResponse:
+    """The JSON response for ``err``: ``{"error": code, "description": fixed text}``."""
+    status, description = _lookup(err)
+    headers = {"Cache-Control": "no-store"}
+    if isinstance(err, NotAuthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    elif isinstance(err, InvalidToken):
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    elif isinstance(err, InsufficientScope):
+        scope = " ".join(err.required)
+        headers["WWW-Authenticate"] = f'Bearer error="insufficient_scope", scope="{scope}"'
+    elif isinstance(err, TemporarilyUnavailable):
+        headers["Retry-After"] = str(err.retry_after)
+    return JSONResponse(
+        {"error": err.code, "description": description}, status_code=status, headers=headers
+    )
+
+
+async def _handle(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OIDCGuardError)
+    level = logging.WARNING if isinstance(exc, TemporarilyUnavailable) else logging.INFO
+    logger.log(level, "%s %s -> %s: %s", request.method, request.url.path, exc.code, exc)
+    return error_response(exc)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handler for every :class:`OIDCGuardError` on ``app``."""
+    app.add_exception_handler(OIDCGuardError, _handle)

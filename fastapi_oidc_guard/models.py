@@ -1,0 +1,75 @@
+"""Data crossing the library's boundaries, as Pydantic v2 models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ProviderMetadata", "User"]
+
+
+class User(BaseModel):
+    """The signed-in user: the standard OpenID Connect claims, extra claims kept.
+
+    Subclass it to declare your own fields (aliases reach namespaced claims)::
+
+        class MyUser(User):
+            roles: list[str] = Field(default=[], alias="https://example.com/roles")
+
+    ``scopes`` and ``permissions`` read the ``scope`` (space-delimited string), ``scp`` (array or
+    string) and ``permissions`` claims of a bearer token.
+    """
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=False)
+
+    sub: str = Field(min_length=1)
+    name: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    nickname: str | None = None
+    preferred_username: str | None = None
+    email: str | None = None
+    email_verified: bool | None = None
+    picture: str | None = None
+    locale: str | None = None
+    updated_at: int | str | None = None
+    scope: str | None = None
+    scp: list[str] | str | None = None
+    permissions: list[str] | None = None
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """Scopes granted to the token (``scope`` and ``scp`` claims)."""
+        found: set[str] = set()
+        if self.scope:
+            found.update(self.scope.split())
+        if isinstance(self.scp, str):
+            found.update(self.scp.split())
+        elif self.scp:
+            found.update(self.scp)
+        return frozenset(found)
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        """Every claim, by its claim name (aliases applied), without unset standard fields."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class ProviderMetadata(BaseModel):
+    """The parts of the discovery document the library uses; other fields are kept."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    issuer: str
+    jwks_uri: str
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    userinfo_endpoint: str | None = None
+    end_session_endpoint: str | None = None
+    revocation_endpoint: str | None = None
+    introspection_endpoint: str | None = None
+    id_token_signing_alg_values_supported: list[str] | None = None
+    code_challenge_methods_supported: list[str] | None = None
+    authorization_response_iss_parameter_supported: bool = False
+    backchannel_logout_supported: bool = False

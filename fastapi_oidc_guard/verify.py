@@ -1,0 +1,280 @@
+"""Token verification: header and claim rules, and the verifier that orders the checks.
+
+The checks are pure: they take claims and expectations, never a URL. :class:`TokenVerifier` runs
+them in this order so that junk never costs a network round trip:
+
+1. parse the compact JWS (size, shape, strict base64url and JSON, ``crit``) -- ``jose.py``;
+2. header: ``alg`` in the allow-list, ``typ`` fits the token kind;
+3. claims, types first (``exp``, ``nbf``, ``iat``, ``iss``, ``aud``, ``sub``, ...);
+4. only then ask the key set for a key (which may fetch) and check the signature.
+
+Nothing is ever accepted before step 4; steps 2-3 can only reject.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import math
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+from ._cache import VerifiedTokenCache
+from .errors import (
+    ClaimError,
+    ExpiredToken,
+    InvalidAudience,
+    InvalidToken,
+    UnsupportedAlgorithm,
+    WrongTokenType,
+)
+from .jose import ParsedToken, parse_compact, verify_signature
+from .jwks import KeySet
+
+__all__ = [
+    "BACKCHANNEL_LOGOUT_EVENT",
+    "TokenKind",
+    "TokenVerifier",
+    "check_claims",
+    "check_header",
+    "check_times",
+]
+
+logger = logging.getLogger("fastapi_oidc_guard.verify")
+
+TokenKind = Literal["access", "id", "logout"]
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
+_TYPS: dict[TokenKind, frozenset[str | None]] = {
+    "access": frozenset({None, "jwt", "at+jwt"}),
+    "id": frozenset({None, "jwt"}),
+    "logout": frozenset({None, "jwt", "logout+jwt"}),
+}
+# Claims that only ID tokens (or logout tokens) carry: such a token is never a bearer token.
+_NOT_ACCESS_TOKEN_CLAIMS = ("nonce", "at_hash", "c_hash", "events")
+_AT_HASH_DIGEST = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
+
+
+def _normalise_typ(typ: object) -> str | None:
+    if typ is None:
+        return None
+    value = str(typ).lower()
+    return value.removeprefix("application/")
+
+
+def check_header(header: dict[str, Any], *, kind: TokenKind, algorithms: frozenset[str]) -> None:
+    """``alg`` must be allowed; ``typ`` must fit ``kind`` (an ID token is never a bearer token)."""
+    alg = header.get("alg")
+    if alg not in algorithms:
+        raise UnsupportedAlgorithm(f"alg {alg!r} is not in the allow-list")
+    typ = _normalise_typ(header.get("typ"))
+    if typ not in _TYPS[kind]:
+        raise WrongTokenType(f"typ {header.get('typ')!r} is not accepted for a {kind} token")
+
+
+def _number(claims: dict[str, Any], name: str, *, required: bool) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        if required:
+            raise ClaimError(name, "missing")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ClaimError(name, f"expected a NumericDate, got {type(value).__name__}")
+    return float(value)
+
+
+def check_times(
+    claims: dict[str, Any], *, now: float, leeway: float, require_iat: bool = False
+) -> None:
+    """``exp`` required and in the future, ``nbf`` reached, ``iat`` not in the future."""
+    exp = _number(claims, "exp", required=True)
+    assert exp is not None
+    if now - leeway >= exp:
+        raise ExpiredToken("exp", "token has expired")
+    nbf = _number(claims, "nbf", required=False)
+    if nbf is not None and nbf > now + leeway:
+        raise ClaimError("nbf", "token is not valid yet")
+    iat = _number(claims, "iat", required=require_iat)
+    if iat is not None and iat > now + leeway:
+        raise ClaimError("iat", "issued in the future")
+
+
+def _string(claims: dict[str, Any], name: str, *, required: bool) -> str | None:
+    value = claims.get(name)
+    if value is None:
+        if required:
+            raise ClaimError(name, "missing")
+        return None
+    if not isinstance(value, str) or not value:
+        raise ClaimError(name, "expected a non-empty string")
+    return value
+
+
+def _audiences(claims: dict[str, Any]) -> list[str]:
+    aud = claims.get("aud")
+    if isinstance(aud, str) and aud:
+        return [aud]
+    if isinstance(aud, list) and aud and all(isinstance(a, str) and a for a in aud):
+        return aud
+    if aud is None:
+        raise ClaimError("aud", "missing")
+    raise ClaimError("aud", "expected a string or a non-empty array of strings")
+
+
+def _at_hash(access_token: str, alg: str) -> str:
+    digest = hashlib.sha512 if alg == "EdDSA" else _AT_HASH_DIGEST[alg[-3:]]
+    full = digest(access_token.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(full[: len(full) // 2]).rstrip(b"=").decode("ascii")
+
+
+def check_claims(
+    claims: dict[str, Any],
+    *,
+    kind: TokenKind,
+    issuer: str,
+    audience: str,
+    now: float,
+    leeway: float,
+    alg: str = "RS256",
+    nonce: str | None = None,
+    access_token: str | None = None,
+) -> None:
+    """Every claim rule of DESIGN.md section 5 for ``kind``; raises an ``InvalidToken``.
+
+    For ID tokens ``audience`` is the client id; for logout tokens too.
+    """
+    if kind == "access":
+        for name in _NOT_ACCESS_TOKEN_CLAIMS:
+            if name in claims:
+                raise WrongTokenType(
+                    f"claim {name!r} marks an ID or logout token, not an access token"
+                )
+    check_times(claims, now=now, leeway=leeway, require_iat=kind != "access")
+    iss = _string(claims, "iss", required=True)
+    if iss != issuer:
+        raise ClaimError("iss", f"expected {issuer!r}, got {iss!r}")
+    audiences = _audiences(claims)
+    if audience not in audiences:
+        raise InvalidAudience("aud", f"expected {audience!r} in {audiences!r}")
+    if kind == "logout":
+        _check_logout_claims(claims)
+        return
+    _string(claims, "sub", required=True)
+    if kind == "id":
+        azp = _string(claims, "azp", required=len(audiences) > 1)
+        if azp is not None and azp != audience:
+            raise ClaimError("azp", f"expected {audience!r}, got {azp!r}")
+        if nonce is not None:
+            found = _string(claims, "nonce", required=True)
+            assert found is not None
+            if not hmac.compare_digest(found.encode(), nonce.encode()):
+                raise ClaimError("nonce", "does not match the login transaction")
+        at_hash = _string(claims, "at_hash", required=False)
+        if (
+            at_hash is not None
+            and access_token is not None
+            and not hmac.compare_digest(at_hash, _at_hash(access_token, alg))
+        ):
+            raise ClaimError("at_hash", "does not match the access token")
+
+
+def _check_logout_claims(claims: dict[str, Any]) -> None:
+    _string(claims, "jti", required=True)
+    events = claims.get("events")
+    if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_LOGOUT_EVENT), dict):
+        raise ClaimError("events", "missing the back-channel logout event")
+    if "nonce" in claims:
+        raise ClaimError("nonce", "must not be present in a logout token")
+    sub = _string(claims, "sub", required=False)
+    sid = _string(claims, "sid", required=False)
+    if sub is None and sid is None:
+        raise ClaimError("sid", "a logout token needs sid or sub")
+
+
+class TokenVerifier:
+    """Verifies tokens of one issuer against one key set.
+
+    ``audience`` is the API audience for bearer tokens; without one, bearer tokens are refused
+    (never accepted without an ``aud`` check). ``client_id`` is the audience of ID and logout
+    tokens. Verified access tokens are cached (keyed by SHA-256 of the token) until their ``exp``
+    or until the key set changes; the clock checks still run on every call.
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        keys: KeySet,
+        algorithms: Iterable[str],
+        clock: Callable[[], float],
+        leeway: float,
+        audience: str | None = None,
+        client_id: str | None = None,
+        max_bytes: int = 8 * 1024,
+        max_id_token_bytes: int = 16 * 1024,
+        cache_size: int = 1024,
+    ) -> None:
+        self.issuer = issuer
+        self.keys = keys
+        self.algorithms = frozenset(algorithms)
+        self.audience = audience
+        self.client_id = client_id
+        self._clock = clock
+        self._leeway = leeway
+        self._max_bytes = max_bytes
+        self._max_id_token_bytes = max_id_token_bytes
+        self._cache = VerifiedTokenCache(cache_size)
+
+    async def verify_access_token(self, token: str) -> dict[str, Any]:
+        """Claims of a valid bearer access token for ``audience``; raises ``InvalidToken``."""
+        if self.audience is None:
+            raise InvalidToken("no audience configured (OIDC_AUDIENCE): bearer tokens refused")
+        now = self._clock()
+        cached = self._cache.get(token, generation=self.keys.generation)
+        if cached is not None:
+            check_times(cached, now=now, leeway=self._leeway)
+            return cached
+        claims = await self._verify(token, kind="access", audience=self.audience, now=now)
+        self._cache.put(token, claims, generation=self.keys.generation)
+        return claims
+
+    async def verify_id_token(
+        self, token: str, *, nonce: str | None, access_token: str | None = None
+    ) -> dict[str, Any]:
+        """Claims of a valid ID token for this client (``nonce`` and ``at_hash`` checked)."""
+        return await self._verify(
+            token, kind="id", audience=self._client(), now=self._clock(),
+            nonce=nonce, access_token=access_token,
+        )  # fmt: skip
+
+    async def verify_logout_token(self, token: str) -> dict[str, Any]:
+        """Claims of a valid back-channel logout token for this client."""
+        return await self._verify(token, kind="logout", audience=self._client(), now=self._clock())
+
+    def _client(self) -> str:
+        if self.client_id is None:
+            raise InvalidToken("no client id configured (OIDC_CLIENT_ID)")
+        return self.client_id
+
+    async def _verify(
+        self,
+        token: str,
+        *,
+        kind: TokenKind,
+        audience: str,
+        now: float,
+        nonce: str | None = None,
+        access_token: str | None = None,
+    ) -> dict[str, Any]:
+        limit = self._max_bytes if kind == "access" else self._max_id_token_bytes
+        parsed: ParsedToken = parse_compact(token, max_bytes=limit)
+        check_header(parsed.header, kind=kind, algorithms=self.algorithms)
+        check_claims(
+            parsed.claims, kind=kind, issuer=self.issuer, audience=audience, now=now,
+            leeway=self._leeway, alg=parsed.alg, nonce=nonce, access_token=access_token,
+        )  # fmt: skip
+        key = await self.keys.get_key(kid=parsed.kid, alg=parsed.alg)
+        verify_signature(parsed, key, allowed=self.algorithms)
+        return parsed.claims
