@@ -1,0 +1,14 @@
+"""Test helpers: an in-process fake OpenID Provider, token minting and a movable clock.
+
+    from fastapi_oidc_guard.testing import FakeIssuer
+
+    issuer = FakeIssuer()
+    guard = OIDCGuard(issuer=issuer.issuer, audience=issuer.audience, transport=issuer.transport)
+    headers = {"Authorization": f"Bearer {issuer.mint(sub='alice')}"}
+"""
+
+from ._keys import SigningKey
+from .clock import FakeClock
+from .issuer import FakeIssuer, IssuerMode
+
+__all__ = ["FakeClock", "FakeIssuer", "IssuerMode", "SigningKey"]

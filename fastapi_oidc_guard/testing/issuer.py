@@ -1,0 +1,214 @@
+"""``FakeIssuer``: an in-process OpenID Provider for tests, served through an httpx transport.
+
+It is product code, not a mock: it serves a real discovery document and JWKS, signs real tokens
+with real keys, and lets a test rotate keys, count fetches and simulate outages::
+
+    issuer = FakeIssuer()
+    guard = OIDCGuard(issuer=issuer.issuer, audience=issuer.audience, transport=issuer.transport)
+    token = issuer.mint(sub="alice", scope="read:messages")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import httpx
+
+from ._keys import SigningKey, compact
+
+__all__ = ["FakeIssuer", "IssuerMode"]
+
+IssuerMode = Literal["up", "down", "error", "garbage", "empty"]
+
+DEFAULT_ISSUER = "https://issuer.example.test"
+DEFAULT_AUDIENCE = "https://api.example.test"
+
+
+class FakeIssuer:
+    """An OpenID Provider in a box.
+
+    ``mode`` simulates outages: ``down`` refuses connections, ``error`` answers 500, ``garbage``
+    answers 200 with a body that is not JSON, ``empty`` serves a JWKS without keys. ``latency``
+    (seconds) delays every answer, to let concurrent requests pile up; ``gate``, when set to an
+    ``asyncio.Event``, holds every answer until the event is set. ``requests`` counts the
+    requests per endpoint name (``discovery``, ``jwks``, ...).
+    """
+
+    def __init__(
+        self,
+        issuer: str = DEFAULT_ISSUER,
+        *,
+        audience: str = DEFAULT_AUDIENCE,
+        client_id: str = "test-client",
+        client_secret: str = "test-client-secret",
+        algorithms: tuple[str, ...] = ("RS256", "ES256"),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.clock = clock
+        self.keys: list[SigningKey] = [SigningKey.generate(alg) for alg in algorithms]
+        self.mode: IssuerMode = "up"
+        self.latency = 0.0
+        self.gate: asyncio.Event | None = None
+        self.jwks_cache_control: str | None = None
+        self.requests: Counter[str] = Counter()
+        self._transport = httpx.MockTransport(self._handle)
+
+    # -- what a test configures ---------------------------------------------------------------
+
+    @property
+    def base(self) -> str:
+        return self.issuer.rstrip("/")
+
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """Pass to ``OIDCGuard(transport=...)``: every provider call is answered in-process."""
+        return self._transport
+
+    @property
+    def signing_key(self) -> SigningKey:
+        """The key used by default: the first one."""
+        return self.keys[0]
+
+    def key_for(self, alg: str) -> SigningKey:
+        """The first published key for ``alg``."""
+        return next(key for key in self.keys if key.alg == alg)
+
+    def rotate(self, alg: str = "RS256") -> SigningKey:
+        """Publish a new key first (it signs from now on); old keys stay published."""
+        key = SigningKey.generate(alg)
+        self.keys.insert(0, key)
+        return key
+
+    def retire(self, kid: str) -> None:
+        """Stop publishing the key ``kid``."""
+        self.keys = [key for key in self.keys if key.kid != kid]
+
+    @contextmanager
+    def outage(self, mode: IssuerMode = "down") -> Iterator[None]:
+        """Simulate an outage for the duration of the block."""
+        previous, self.mode = self.mode, mode
+        try:
+            yield
+        finally:
+            self.mode = previous
+
+    # -- documents ----------------------------------------------------------------------------
+
+    def discovery_document(self) -> dict[str, Any]:
+        base = self.base
+        return {
+            "issuer": self.issuer,
+            "jwks_uri": f"{base}/jwks",
+            "authorization_endpoint": f"{base}/authorize",
+            "token_endpoint": f"{base}/token",
+            "userinfo_endpoint": f"{base}/userinfo",
+            "end_session_endpoint": f"{base}/logout",
+            "revocation_endpoint": f"{base}/revoke",
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": sorted({k.alg for k in self.keys}),
+            "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": True,
+        }
+
+    def jwks(self) -> dict[str, Any]:
+        if self.mode == "empty":
+            return {"keys": []}
+        return {"keys": [key.public_jwk() for key in self.keys if not key.alg.startswith("HS")]}
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    def claims(self, **overrides: Any) -> dict[str, Any]:
+        """Default access-token claims, with ``overrides`` applied (``None`` removes a claim)."""
+        now = int(self.clock())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": "user-1",
+            "aud": self.audience,
+            "iat": now,
+            "exp": now + 3600,
+            "scope": "openid profile",
+        }
+        claims.update(overrides)
+        return {k: v for k, v in claims.items() if v is not None}
+
+    def mint(
+        self,
+        *,
+        key: SigningKey | None = None,
+        header: dict[str, Any] | None = None,
+        alg: str | None = None,
+        **claims: Any,
+    ) -> str:
+        """A signed access token (``typ: at+jwt``); any claim or header can be overridden.
+
+        ``mint(exp=0)``, ``mint(aud="other")``, ``mint(header={"typ": "JWT"})``... make hostile
+        tokens one line each. A header value of ``None`` removes that header.
+        """
+        return self.sign(self.claims(**claims), key=key, header=header, alg=alg)
+
+    def mint_id_token(self, *, nonce: str | None = None, **claims: Any) -> str:
+        """A signed ID token for ``client_id``."""
+        base = self.claims(**{"aud": self.client_id, "scope": None, "nonce": nonce, **claims})
+        return self.sign(base, header={"typ": "JWT"})
+
+    def sign(
+        self,
+        payload: dict[str, Any] | bytes,
+        *,
+        key: SigningKey | None = None,
+        header: dict[str, Any] | None = None,
+        alg: str | None = None,
+    ) -> str:
+        """Sign any payload; the header defaults to the key's ``alg``/``kid`` and ``at+jwt``."""
+        key = key or self.signing_key
+        head: dict[str, Any] = {"alg": alg or key.alg, "kid": key.kid, "typ": "at+jwt"}
+        head.update(header or {})
+        head = {k: v for k, v in head.items() if v is not None}
+        return compact(head, payload, key, alg=head.get("alg", alg or key.alg))
+
+    # -- the transport ------------------------------------------------------------------------
+
+    async def _handle(self, request: httpx.Request) -> httpx.Response:
+        name = self._endpoint_name(request.url.path)
+        self.requests[name] += 1
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.mode == "down":
+            raise httpx.ConnectError("fake issuer is down", request=request)
+        if self.mode == "error":
+            return httpx.Response(500, text="internal error")
+        if self.mode == "garbage":
+            return httpx.Response(200, text="<html>not json", headers={"content-type": "text/html"})
+        if name == "discovery":
+            return self._json(self.discovery_document())
+        if name == "jwks":
+            headers = {"cache-control": self.jwks_cache_control} if self.jwks_cache_control else {}
+            return self._json(self.jwks(), headers=headers)
+        return httpx.Response(404, json={"error": "not_found"})
+
+    def _endpoint_name(self, path: str) -> str:
+        prefix = httpx.URL(self.base).path.rstrip("/")
+        local = path[len(prefix) :] if path.startswith(prefix) else path
+        if local == "/.well-known/openid-configuration":
+            return "discovery"
+        return local.strip("/") or "root"
+
+    @staticmethod
+    def _json(document: Any, *, status: int = 200, headers: dict[str, str] | None = None
+              ) -> httpx.Response:  # fmt: skip
+        body = json.dumps(document).encode()
+        all_headers = {"content-type": "application/json", **(headers or {})}
+        return httpx.Response(status, content=body, headers=all_headers)

@@ -1,0 +1,54 @@
+"""Fixtures for end-to-end tests against a real OpenID Provider (panva/oidc-provider).
+
+Without ``node`` or ``tests/e2e/provider/node_modules`` the tests are skipped, except
+when the ``CI`` environment variable is set: then they fail, so CI never skips silently.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:  # make `import _provider` work under any pytest import mode
+    sys.path.insert(0, _HERE)
+
+from _provider import OIDCProviderProcess, missing_prerequisites  # noqa: E402
+
+
+def _require_provider() -> None:
+    reason = missing_prerequisites()
+    if reason is None:
+        return
+    if os.environ.get("CI", "").strip():
+        pytest.fail(f"e2e OpenID Provider unavailable in CI: {reason}", pytrace=False)
+    pytest.skip(f"e2e OpenID Provider unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def oidc_provider() -> Iterator[OIDCProviderProcess]:
+    """A provider shared by the whole session; don't rotate keys or reconfigure it."""
+    _require_provider()
+    with OIDCProviderProcess() as provider:
+        yield provider
+
+
+@pytest.fixture
+def make_oidc_provider() -> Iterator[Callable[..., OIDCProviderProcess]]:
+    """Factory for private providers (``OIDCProviderProcess`` kwargs), closed after the test."""
+    _require_provider()
+    started: list[OIDCProviderProcess] = []
+
+    def make(overrides: dict[str, Any] | None = None, **kwargs: Any) -> OIDCProviderProcess:
+        provider = OIDCProviderProcess(overrides, **kwargs)
+        started.append(provider)
+        return provider.start()
+
+    yield make
+    for provider in started:
+        provider.close()
