@@ -13,7 +13,7 @@ async def protected(user: User = Depends(require_user)):
 """
 
 from .config import GuardConfig
-from .dependencies import get_guard, optional_user, require_user
+from .dependencies import get_guard, optional_user, require_scopes, require_user
 from .errors import (
     AccessDenied,
     ClaimError,
@@ -74,6 +74,7 @@ __all__ = [
     "WrongTokenType",
     "get_guard",
     "optional_user",
+    "require_scopes",
     "require_user",
 ]
 

@@ -7,17 +7,22 @@ they find the guard through the request's app (set by ``OIDCGuard.install``). Th
 
 from __future__ import annotations
 
+import functools
+import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from fastapi import Request
+from fastapi import Depends, Request
 
-from .errors import NotAuthenticated
+from .errors import InsufficientScope, NotAuthenticated
 from .models import User
 
 if TYPE_CHECKING:
     from .guard import OIDCGuard
 
-__all__ = ["get_guard", "optional_user", "require_user"]
+__all__ = ["get_guard", "optional_user", "require_scopes", "require_user"]
+
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6750 scope-token
 
 
 def get_guard(request: Request) -> OIDCGuard:
@@ -50,3 +55,25 @@ async def optional_user(request: Request) -> User | None:
         return await get_guard(request).authenticate(request)
     except NotAuthenticated:
         return None
+
+
+@functools.cache
+def require_scopes(*scopes: str) -> Callable[..., Awaitable[User]]:
+    """A dependency that requires an authenticated user holding every one of ``scopes``.
+
+    Memoised: the same scopes return the same object, so it can be a key of
+    ``app.dependency_overrides``. Scopes are read from the verified ``scope``/``scp`` claims;
+    a missing scope answers 403 ``insufficient_scope`` naming the required scopes.
+    """
+    required = tuple(scopes)
+    if not required or any(not _SCOPE_TOKEN.fullmatch(s) for s in required):
+        raise ValueError("require_scopes needs scope names made of RFC 6750 scope characters")
+
+    async def dependency(user: User = Depends(require_user)) -> User:
+        missing = [scope for scope in required if scope not in user.scopes]
+        if missing:
+            raise InsufficientScope(f"missing scopes {missing}", required=required)
+        return user
+
+    dependency.__name__ = f"require_scopes({', '.join(required)})"
+    return dependency

@@ -80,7 +80,9 @@ async def test_500_random_kids_cost_at_most_one_fetch_and_valid_tokens_pass(
     guard = make_guard(issuer, clock)
     app = build_app(guard)
     async with asgi_client(app) as client:
-        assert (await client.get("/api/protected", headers=bearer(issuer.mint()))).status_code == 200
+        assert (
+            await client.get("/api/protected", headers=bearer(issuer.mint()))
+        ).status_code == 200
         fetches_after_warmup = issuer.requests["jwks"]
         forged = [
             issuer.mint(key=SigningKey.generate("ES256", kid=secrets.token_hex(8)))
@@ -226,9 +228,7 @@ async def test_cheap_checks_never_cause_network_io(
     await guard.aclose()
 
 
-async def test_routine_refresh_runs_in_the_background(
-    issuer: FakeIssuer, clock: FakeClock
-) -> None:
+async def test_routine_refresh_runs_in_the_background(issuer: FakeIssuer, clock: FakeClock) -> None:
     guard = make_guard(issuer, clock)
     await guard.verifier.verify_access_token(issuer.mint())
     issuer.gate = asyncio.Event()  # the provider now holds every answer

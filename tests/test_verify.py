@@ -510,13 +510,17 @@ async def test_id_token(
             assert verified["sub"] == "user-1"
         else:
             with pytest.raises(expected):
-                await guard.verifier.verify_id_token(token, nonce="nonce-1", access_token="access-1")
+                await guard.verifier.verify_id_token(
+                    token, nonce="nonce-1", access_token="access-1"
+                )
     finally:
         await guard.aclose()
 
 
 async def test_id_token_accepts_up_to_16kib(issuer: FakeIssuer, clock: FakeClock) -> None:
-    token = issuer.sign(issuer.claims(aud=issuer.client_id, pad="x" * 10_000), header={"typ": "JWT"})
+    token = issuer.sign(
+        issuer.claims(aud=issuer.client_id, pad="x" * 10_000), header={"typ": "JWT"}
+    )
     guard = make_guard(issuer, clock)
     assert len(token) > 8 * 1024
     assert (await guard.verifier.verify_id_token(token, nonce=None))["sub"] == "user-1"

@@ -1,10 +1,10 @@
 """Test helpers: an in-process fake OpenID Provider, token minting and a movable clock.
 
-    from fastapi_oidc_guard.testing import FakeIssuer
+from fastapi_oidc_guard.testing import FakeIssuer
 
-    issuer = FakeIssuer()
-    guard = OIDCGuard(issuer=issuer.issuer, audience=issuer.audience, transport=issuer.transport)
-    headers = {"Authorization": f"Bearer {issuer.mint(sub='alice')}"}
+issuer = FakeIssuer()
+guard = OIDCGuard(issuer=issuer.issuer, audience=issuer.audience, transport=issuer.transport)
+headers = {"Authorization": f"Bearer {issuer.mint(sub='alice')}"}
 """
 
 from ._keys import SigningKey

@@ -1,0 +1,70 @@
+"""Property-based: arbitrary Authorization headers and token strings never produce a 500."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastapi_oidc_guard import OIDCGuard
+from fastapi_oidc_guard.testing import FakeClock, FakeIssuer
+
+from .conftest import build_app
+
+_issuer = FakeIssuer(clock=FakeClock(1_800_000_000.0))
+_VALID = _issuer.mint()
+HEADER_CHARS = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
+B64 = string.ascii_letters + string.digits + "-_"
+
+
+@pytest.fixture(scope="module")
+def fuzz_client() -> Iterator[TestClient]:
+    guard = OIDCGuard(
+        issuer=_issuer.issuer, audience=_issuer.audience, transport=_issuer.transport,
+        clock=_issuer.clock,
+    )  # fmt: skip
+    with TestClient(build_app(guard)) as client:
+        yield client
+
+
+def _mutations() -> st.SearchStrategy[str]:
+    """Tokens close to a valid one: a segment replaced, characters flipped, parts shuffled."""
+    head, body, sig = _VALID.split(".")
+    segment = st.text(alphabet=B64, max_size=200)
+    return st.one_of(
+        st.builds(lambda h: f"{h}.{body}.{sig}", segment),
+        st.builds(lambda b: f"{head}.{b}.{sig}", segment),
+        st.builds(lambda s: f"{head}.{body}.{s}", segment),
+        st.builds(
+            lambda i, c: _VALID[:i] + c + _VALID[i + 1 :],
+            st.integers(0, len(_VALID) - 1),
+            st.sampled_from(B64 + ".=+/ "),
+        ),
+        st.lists(st.sampled_from([head, body, sig, "", "e30", "bnVsbA"]), max_size=6).map(".".join),
+    )
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(header=st.text(alphabet=HEADER_CHARS, max_size=300))
+def test_arbitrary_authorization_header(fuzz_client: TestClient, header: str) -> None:
+    response = fuzz_client.get("/api/protected", headers={"Authorization": header})
+    assert response.status_code in (401, 403)
+    assert response.json()["error"] in ("not_authenticated", "invalid_token")
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(token=st.one_of(_mutations(), st.text(alphabet=HEADER_CHARS, min_size=1, max_size=400)))
+def test_arbitrary_bearer_token(fuzz_client: TestClient, token: str) -> None:
+    response = fuzz_client.get("/api/protected", headers={"Authorization": f"Bearer {token}"})
+    if token.strip() == _VALID:
+        assert response.status_code == 200
+    else:
+        assert response.status_code in (401, 403), token

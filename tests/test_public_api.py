@@ -1,0 +1,32 @@
+"""The public surface is explicit: ``__all__`` is sorted, complete and pinned."""
+
+from __future__ import annotations
+
+import fastapi_oidc_guard
+import fastapi_oidc_guard.testing
+
+EXPECTED = [
+    "AccessDenied", "ClaimError", "ConfigurationError", "DiscoveryError", "ExpiredToken",
+    "GuardConfig", "InsufficientScope", "InvalidAudience", "InvalidRequest", "InvalidSignature",
+    "InvalidToken", "InvalidUserClaims", "KeyNotFound", "KeySet", "KeySetUnavailable",
+    "LoginRequired", "MalformedToken", "NotAuthenticated", "OIDCGuard", "OIDCGuardError",
+    "ProviderMetadata", "RemoteKeySet", "StaticKeySet", "TemporarilyUnavailable", "TokenVerifier",
+    "UnsupportedAlgorithm", "UnusableKey", "User", "WrongTokenType", "get_guard", "optional_user",
+    "require_scopes", "require_user",
+]  # fmt: skip
+
+
+def test_all_is_pinned_and_sorted() -> None:
+    assert fastapi_oidc_guard.__all__ == EXPECTED
+    assert sorted(fastapi_oidc_guard.__all__) == fastapi_oidc_guard.__all__
+
+
+def test_every_exported_name_exists() -> None:
+    for module in (fastapi_oidc_guard, fastapi_oidc_guard.testing):
+        for name in module.__all__:
+            assert getattr(module, name) is not None, name
+
+
+def test_testing_all_is_sorted() -> None:
+    names = fastapi_oidc_guard.testing.__all__
+    assert sorted(names) == names
