@@ -27,7 +27,7 @@ import uuid
 from html.parser import HTMLParser
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import IO, Any, Self
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
@@ -153,7 +153,7 @@ class OIDCProviderProcess:
         self.log_path = self.workdir / "provider.log"
         self.keys: list[JsonDict] = [generate_rsa_jwk()]
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log_file: Any = None
+        self._log_file: IO[bytes] | None = None
         self._issuer: str | None = None
 
     # ----------------------------------------------------------------- properties
@@ -251,7 +251,11 @@ class OIDCProviderProcess:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> Self:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(
         self,

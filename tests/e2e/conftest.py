@@ -7,18 +7,12 @@ when the ``CI`` environment variable is set: then they fail, so CI never skips s
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:  # make `import _provider` work under any pytest import mode
-    sys.path.insert(0, _HERE)
-
-from _provider import OIDCProviderProcess, missing_prerequisites  # noqa: E402
+from ._provider import OIDCProviderProcess, missing_prerequisites
 
 
 def _require_provider() -> None:
