@@ -95,6 +95,7 @@ def default_config() -> JsonDict:
         },
         "extra_clients": [],
         "api": {"identifier": DEFAULT_API, "scope": "api:read api:write", "access_token_ttl": 300},
+        "other_apis": ["https://other-api.example.test"],
         "ttl": {
             "AccessToken": 3600,
             "AuthorizationCode": 60,

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import jwt
 import pytest
+
 from ._provider import OIDCProviderProcess, drive_login, drive_logout
 
 pytestmark = pytest.mark.e2e

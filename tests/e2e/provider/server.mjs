@@ -43,6 +43,7 @@ const DEFAULTS = {
     scope: 'api:read api:write',
     access_token_ttl: 300,
   },
+  other_apis: [], // more resource identifiers, same settings (tokens for "another audience")
   ttl: {
     AccessToken: 3600, // opaque (userinfo) access tokens; resource tokens use api.access_token_ttl
     AuthorizationCode: 60,
@@ -198,10 +199,10 @@ function buildProvider(cfg, issuer) {
       defaultResource: async () => undefined,
       useGrantedResource: async () => true,
       getResourceServerInfo: async (ctx, resourceIndicator) => {
-        if (resourceIndicator === api.identifier) {
+        if (resourceIndicator === api.identifier || (cfg.other_apis || []).includes(resourceIndicator)) {
           return {
             scope: api.scope,
-            audience: api.identifier,
+            audience: resourceIndicator,
             accessTokenFormat: 'jwt',
             accessTokenTTL: api.access_token_ttl,
           };
