@@ -28,6 +28,12 @@ SUPPORTED_ALGORITHMS = frozenset(
 DEFAULT_ALGORITHMS = ("RS256", "ES256", "PS256", "EdDSA")
 DEFAULT_SCOPE = "openid profile email offline_access"
 SessionBackendName = Literal["cookie", "memory", "redis"]
+SameSite = Literal["lax", "strict", "none"]
+AudienceParam = Literal["audience", "resource", "both"]
+ClientAuth = Literal["client_secret_basic", "client_secret_post"]
+DEFAULT_LOGIN_PARAMS = (
+    "prompt", "login_hint", "screen_hint", "organization", "ui_locales", "max_age", "acr_values",
+)  # fmt: skip
 
 _LOOPBACK_NAMES = {"localhost"}
 
@@ -96,6 +102,21 @@ class GuardConfig:
     max_token_bytes: int = 8 * 1024
     max_id_token_bytes: int = 16 * 1024
     token_cache_size: int = 1024
+    # Browser login and sessions
+    routes_prefix: str = "/auth"
+    cookie_name: str = "oidc_session"
+    cookie_domain: str | None = None
+    cookie_path: str = "/"
+    cookie_same_site: SameSite = "lax"
+    cookie_secure: bool | None = None  # None: Secure unless base_url is http on a loopback host
+    session_inactivity: float = 86_400.0
+    session_absolute: float = 3 * 86_400.0
+    session_touch_interval: float = 60.0
+    max_pending_logins: int = 5
+    login_params: tuple[str, ...] = DEFAULT_LOGIN_PARAMS
+    audience_param: AudienceParam = "both"
+    token_endpoint_auth: ClientAuth = "client_secret_basic"
+    default_return_to: str = "/"
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -131,6 +152,44 @@ class GuardConfig:
             )
         if self.session_backend == "redis" and not self.redis_url:
             raise ConfigurationError("OIDC_SESSION_BACKEND=redis needs OIDC_REDIS_URL")
+        self._check_login()
+
+    @property
+    def login_enabled(self) -> bool:
+        """Browser login is on when a base URL or a session secret is configured."""
+        return self.base_url is not None or bool(self.session_secret)
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return not (self.base_url or "").startswith("http://")
+
+    def _check_login(self) -> None:
+        if not self.login_enabled:
+            return
+        missing = [
+            var
+            for var, value in (
+                ("OIDC_CLIENT_ID", self.client_id),
+                ("OIDC_BASE_URL", self.base_url),
+                ("OIDC_SESSION_SECRET", self.session_secret),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"browser login needs {', '.join(missing)} as well (OIDC_BASE_URL and "
+                "OIDC_SESSION_SECRET turn it on); set them, or unset both for an API-only app"
+            )
+        if not self.routes_prefix.startswith("/") or self.routes_prefix.endswith("/"):
+            raise ConfigurationError("routes_prefix must start with '/' and not end with it")
+        if not 60 <= self.session_inactivity <= self.session_absolute:
+            raise ConfigurationError("need 60 <= session_inactivity <= session_absolute seconds")
+        if self.cookie_same_site == "none" and not self.secure_cookies:
+            raise ConfigurationError("cookie_same_site='none' requires Secure cookies (https)")
+        if self.max_pending_logins < 1:
+            raise ConfigurationError("max_pending_logins must be at least 1")
 
     def _check_algorithms(self) -> None:
         if not self.algorithms:

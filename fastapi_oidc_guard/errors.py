@@ -8,6 +8,7 @@ Exception tree::
     OIDCGuardError
     ├── ConfigurationError                 configuration_error   (raised when the guard is built)
     ├── NotAuthenticated                   not_authenticated     401
+    │   └── LoginRedirect                  pages: 302 to the login route instead
     ├── InvalidToken                       invalid_token         401
     │   ├── MalformedToken                 shape, size, encoding, header
     │   ├── UnsupportedAlgorithm           alg outside the allow-list
@@ -25,7 +26,8 @@ Exception tree::
     │   ├── DiscoveryError
     │   └── KeySetUnavailable
     └── InvalidRequest                     invalid_request       400
-        └── AccessDenied                   access_denied         400
+        ├── AccessDenied                   access_denied         400
+        └── TokenRequestFailed             the token endpoint refused (``error`` holds its code)
 """
 
 from __future__ import annotations
@@ -44,11 +46,13 @@ __all__ = [
     "InvalidUserClaims",
     "KeyNotFound",
     "KeySetUnavailable",
+    "LoginRedirect",
     "LoginRequired",
     "MalformedToken",
     "NotAuthenticated",
     "OIDCGuardError",
     "TemporarilyUnavailable",
+    "TokenRequestFailed",
     "UnsupportedAlgorithm",
     "UnusableKey",
     "WrongTokenType",
@@ -71,6 +75,14 @@ class NotAuthenticated(OIDCGuardError):
     """The request carries no credentials at all."""
 
     code = "not_authenticated"
+
+
+class LoginRedirect(NotAuthenticated):
+    """A page needs a signed-in user: the browser is sent to ``location`` (the login route)."""
+
+    def __init__(self, message: str, *, location: str) -> None:
+        super().__init__(message)
+        self.location = location
 
 
 class InvalidToken(OIDCGuardError):
@@ -165,3 +177,11 @@ class AccessDenied(InvalidRequest):
     """The provider answered the authorization request with an error."""
 
     code = "access_denied"
+
+
+class TokenRequestFailed(InvalidRequest):
+    """The token endpoint answered with an OAuth error (``error`` is its code, for logs)."""
+
+    def __init__(self, message: str, *, error: str) -> None:
+        super().__init__(message)
+        self.error = error

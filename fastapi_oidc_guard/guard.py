@@ -14,10 +14,19 @@ from pydantic import ValidationError
 from ._http import build_client
 from .config import GuardConfig
 from .discovery import DiscoveryCache
-from .errors import InvalidToken, InvalidUserClaims, NotAuthenticated
+from .errors import ConfigurationError, InvalidToken, InvalidUserClaims, NotAuthenticated
+from .flows import ClientCredentials
 from .http_errors import install_error_handlers
 from .jwks import RemoteKeySet
-from .models import User
+from .models import SessionData, TokenSet, User
+from .sessions.base import SessionBackend
+from .sessions.cookie import CookieSessionBackend
+from .sessions.cookies import CookieSettings
+from .sessions.manager import BeforeSave, SessionManager
+from .sessions.memory import MemorySessionBackend
+from .sessions.middleware import SessionMiddleware
+from .sessions.sealing import Sealer
+from .transactions import TransactionStore
 from .verify import TokenVerifier
 
 __all__ = ["OIDCGuard", "parse_authorization"]
@@ -46,7 +55,9 @@ class OIDCGuard:
     Settings are the keyword arguments of :class:`GuardConfig` (or a ready ``config``).
     ``user_model`` is the Pydantic model (a :class:`User` subclass) that ``require_user`` returns.
     ``transport`` or ``http_client`` replace the HTTP layer towards the provider (an in-process
-    fake issuer in tests, a proxy-aware client in production).
+    fake issuer in tests, a proxy-aware client in production). ``session_backend`` replaces the
+    backend named by ``OIDC_SESSION_BACKEND``; ``before_session_saved`` shapes what a session
+    stores (e.g. drops large claims) each time it is saved.
     """
 
     def __init__(
@@ -56,6 +67,8 @@ class OIDCGuard:
         user_model: type[User] = User,
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
+        session_backend: SessionBackend | None = None,
+        before_session_saved: BeforeSave | None = None,
         **settings: Any,
     ) -> None:
         if config is not None and settings:
@@ -82,11 +95,49 @@ class OIDCGuard:
             max_bytes=cfg.max_token_bytes, max_id_token_bytes=cfg.max_id_token_bytes,
             cache_size=cfg.token_cache_size,
         )  # fmt: skip
+        self.credentials = ClientCredentials(
+            cfg.client_id or "", cfg.client_secret, auth=cfg.token_endpoint_auth
+        )
+        self.sessions: SessionManager | None = None
+        self.transactions: TransactionStore | None = None
+        if cfg.login_enabled:
+            self._build_sessions(session_backend, before_session_saved)
+        elif session_backend is not None:
+            raise ConfigurationError("session_backend given but login is not configured")
+        self._warned_opaque = False
         if cfg.audience is None:
             logger.warning(
                 "OIDC_AUDIENCE is not set: bearer tokens will be refused, and access tokens "
                 "obtained at login may be opaque. Set it to your API's identifier."
             )
+
+    def _build_sessions(
+        self, backend: SessionBackend | None, before_save: BeforeSave | None
+    ) -> None:
+        cfg = self.config
+        sealer = Sealer(cfg.session_secret, clock=cfg.clock)
+        if backend is None:
+            if cfg.session_backend == "cookie":
+                backend = CookieSessionBackend(sealer)
+            elif cfg.session_backend == "memory":
+                backend = MemorySessionBackend(clock=cfg.clock)
+            else:
+                raise ConfigurationError(
+                    "OIDC_SESSION_BACKEND=redis: pass session_backend=RedisSessionBackend(...)"
+                )
+        cookie = CookieSettings(
+            name=cfg.cookie_name, domain=cfg.cookie_domain, path=cfg.cookie_path,
+            secure=cfg.secure_cookies, same_site=cfg.cookie_same_site,
+        )  # fmt: skip
+        self.sessions = SessionManager(
+            backend, cookie, clock=cfg.clock, inactivity=cfg.session_inactivity,
+            absolute=cfg.session_absolute, touch_interval=cfg.session_touch_interval,
+            before_save=before_save,
+        )  # fmt: skip
+        self.transactions = TransactionStore(
+            sealer, cookie, path=f"{cfg.routes_prefix}/callback",
+            max_pending=cfg.max_pending_logins,
+        )  # fmt: skip
 
     @classmethod
     def from_env(
@@ -96,12 +147,16 @@ class OIDCGuard:
         user_model: type[User] = User,
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
+        session_backend: SessionBackend | None = None,
+        before_session_saved: BeforeSave | None = None,
         **overrides: Any,
     ) -> OIDCGuard:
         """Build from the ``OIDC_*`` environment variables; keyword arguments win."""
         config = GuardConfig.from_env(environ, **overrides)
-        return cls(config=config, user_model=user_model, transport=transport,
-                   http_client=http_client)  # fmt: skip
+        return cls(
+            config=config, user_model=user_model, transport=transport, http_client=http_client,
+            session_backend=session_backend, before_session_saved=before_session_saved,
+        )  # fmt: skip
 
     # -- HTTP client and lifecycle -----------------------------------------------------------
 
@@ -138,18 +193,65 @@ class OIDCGuard:
             await self.aclose()
 
     def install(self, app: FastAPI) -> None:
-        """Attach the guard to ``app`` (dependencies find it there) and its error handlers."""
+        """Attach the guard to ``app``: dependencies find it there; error handlers; and, when
+        login is configured, the ``/auth`` routes and the session middleware."""
+        from .routes import build_router
+
         app.state.oidc_guard = self
         install_error_handlers(app)
+        if self.sessions is not None:
+            app.include_router(build_router(self))
+            app.add_middleware(SessionMiddleware, manager=self.sessions)
 
     # -- authentication ----------------------------------------------------------------------
 
     async def authenticate(self, request: Request) -> User:
-        """The user of ``request``; raises ``NotAuthenticated`` or ``InvalidToken``."""
+        """The user of ``request``; raises ``NotAuthenticated`` or ``InvalidToken``.
+
+        An ``Authorization`` header, when present, is the only credential looked at; without
+        one, the session cookie is.
+        """
         authorization = request.headers.get("authorization")
-        if authorization is None:
-            raise NotAuthenticated("no Authorization header")
-        return await self.user_from_token(parse_authorization(authorization))
+        if authorization is not None:
+            return await self.user_from_token(parse_authorization(authorization))
+        user = await self.session_user(request)
+        if user is None:
+            raise NotAuthenticated("no Authorization header and no session")
+        return user
+
+    async def session(self, request: Request) -> SessionData | None:
+        """The request's browser session, or ``None``."""
+        if self.sessions is None:
+            return None
+        return await self.sessions.get(request.scope)
+
+    async def session_user(self, request: Request) -> User | None:
+        """The user of the request's session (built once per request), or ``None``."""
+        if self.sessions is None:
+            return None
+        session = await self.sessions.get(request.scope)
+        if session is None:
+            return None
+        cache = self.sessions.slot(request.scope).cache
+        user: User | None = cache.get("user")
+        if user is None:
+            user = self.user_from_claims(session.user)
+            cache["user"] = user
+        return user
+
+    def public_profile(self, user: User) -> dict[str, Any]:
+        """What ``/auth/profile`` sends to the browser."""
+        return user.model_dump(by_alias=True, exclude_none=True)
+
+    def check_access_token_format(self, tokens: TokenSet, *, expected_audience: str | None) -> None:
+        """Warn (once per process) when an access token meant for an API is not a JWT."""
+        if expected_audience and tokens.access_token.count(".") != 2 and not self._warned_opaque:
+            self._warned_opaque = True
+            logger.warning(
+                "the provider returned an opaque access token although audience %r was asked: "
+                "register the API at the provider and use its identifier as OIDC_AUDIENCE",
+                expected_audience,
+            )
 
     async def user_from_token(self, token: str) -> User:
         """Verify a bearer access token and build the user model from its claims."""

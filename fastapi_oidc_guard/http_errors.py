@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from .errors import (
     AccessDenied,
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
+    LoginRedirect,
     LoginRequired,
     NotAuthenticated,
     OIDCGuardError,
@@ -46,8 +47,13 @@ def _lookup(err: OIDCGuardError) -> tuple[int, str]:
     return 500, "Internal authentication error"
 
 
-def error_response(err: OIDCGuardError) -> JSONResponse:
-    """The JSON response for ``err``: ``{"error": code, "description": fixed text}``."""
+def error_response(err: OIDCGuardError) -> Response:
+    """The JSON response for ``err``: ``{"error": code, "description": fixed text}``.
+
+    :class:`LoginRedirect` (pages) becomes a 302 to the login route instead.
+    """
+    if isinstance(err, LoginRedirect):
+        return RedirectResponse(err.location, status_code=302, headers={"Cache-Control": "no-store"})
     status, description = _lookup(err)
     headers = {"Cache-Control": "no-store"}
     if isinstance(err, NotAuthenticated):
@@ -64,7 +70,7 @@ def error_response(err: OIDCGuardError) -> JSONResponse:
     )
 
 
-async def _handle(request: Request, exc: Exception) -> JSONResponse:
+async def _handle(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OIDCGuardError)
     level = logging.WARNING if isinstance(exc, TemporarilyUnavailable) else logging.INFO
     logger.log(level, "%s %s -> %s: %s", request.method, request.url.path, exc.code, exc)

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ProviderMetadata", "User"]
+__all__ = ["ProviderMetadata", "SessionData", "TokenSet", "User"]
 
 
 class User(BaseModel):
@@ -73,3 +73,40 @@ class ProviderMetadata(BaseModel):
     code_challenge_methods_supported: list[str] | None = None
     authorization_response_iss_parameter_supported: bool = False
     backchannel_logout_supported: bool = False
+
+
+class TokenSet(BaseModel):
+    """Tokens from the provider's token endpoint, for one (audience, scope)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    access_token: str
+    token_type: str = "Bearer"
+    expires_at: float | None = None
+    scope: str | None = None
+    audience: str | None = None
+
+
+class SessionData(BaseModel):
+    """What a browser session holds. ``id`` changes at every login (no fixation).
+
+    ``user`` holds the ID token's claims (protocol claims removed); ``tokens`` the access tokens
+    per ``"<audience>|<scope>"``; ``created_at``/``last_active`` drive the absolute and
+    inactivity limits of rolling sessions.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    sub: str
+    sid: str | None = None
+    user: dict[str, Any]
+    id_token: str | None = None
+    refresh_token: str | None = None
+    tokens: dict[str, TokenSet] = Field(default_factory=dict)
+    created_at: float
+    last_active: float
+
+    def expires_at(self, *, inactivity: float, absolute: float) -> float:
+        """When the session ends if nothing touches it."""
+        return min(self.last_active + inactivity, self.created_at + absolute)

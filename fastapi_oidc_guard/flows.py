@@ -1,0 +1,209 @@
+"""OAuth 2.0 / OpenID Connect flows as functions over provider metadata. No routing here.
+
+- :func:`authorization_url`: code flow with PKCE (S256 always), ``state``, ``nonce``, audience;
+- :func:`check_callback_issuer`: RFC 9207 ``iss`` in the authorization response;
+- :func:`token_request`: code exchange, refresh, client credentials (client_secret_basic or
+  client_secret_post);
+- :func:`logout_url` and :func:`revoke_token`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+
+import httpx
+
+from ._http import loads_strict
+from .config import AudienceParam, ClientAuth
+from .errors import InvalidRequest, TemporarilyUnavailable, TokenRequestFailed
+from .models import ProviderMetadata, TokenSet
+
+__all__ = [
+    "ClientCredentials",
+    "authorization_url",
+    "check_callback_issuer",
+    "logout_url",
+    "revoke_token",
+    "token_request",
+    "token_set",
+]
+
+
+class ClientCredentials:
+    """The app's client at the provider and how it authenticates at the token endpoint."""
+
+    def __init__(
+        self, client_id: str, client_secret: str | None, *, auth: ClientAuth = "client_secret_basic"
+    ) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.auth = auth
+
+    def apply(self, data: dict[str, str], headers: dict[str, str]) -> None:
+        if self.client_secret is None:
+            data["client_id"] = self.client_id  # public client
+        elif self.auth == "client_secret_post":
+            data["client_id"] = self.client_id
+            data["client_secret"] = self.client_secret
+        else:
+            # RFC 6749 section 2.3.1: form-urlencode both parts before base64.
+            pair = f"{quote(self.client_id, safe='')}:{quote(self.client_secret, safe='')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+
+
+def _with_query(url: str, params: Mapping[str, str]) -> str:
+    parts = urlsplit(url)
+    query = parts.query + ("&" if parts.query else "") + urlencode(params)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def audience_params(audience: str | None, style: AudienceParam) -> dict[str, str]:
+    """``audience`` (Auth0 style) and/or ``resource`` (RFC 8707) for ``audience``."""
+    if not audience:
+        return {}
+    if style == "both":
+        return {"audience": audience, "resource": audience}
+    return {style: audience}
+
+
+def authorization_url(
+    metadata: ProviderMetadata,
+    *,
+    client_id: str,
+    redirect_uri: str,
+    scope: str,
+    state: str,
+    nonce: str,
+    code_challenge: str,
+    audience: str | None = None,
+    audience_param: AudienceParam = "both",
+    extra: Mapping[str, str] | None = None,
+) -> str:
+    """The URL that starts a login (authorization code flow with PKCE S256)."""
+    if not metadata.authorization_endpoint:
+        raise TemporarilyUnavailable("provider metadata has no authorization_endpoint")
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "scope": scope,
+        "state": state,
+        "nonce": nonce,
+        "code_challenge": code_challenge,
+        "code_challenge_method": "S256",
+        **audience_params(audience, audience_param),
+        **(extra or {}),
+    }
+    return _with_query(metadata.authorization_endpoint, params)
+
+
+def check_callback_issuer(metadata: ProviderMetadata, iss: str | None) -> None:
+    """RFC 9207: when the provider advertises ``iss`` in responses, it must be there and match;
+    when present anyway, it must match (mix-up attack defence)."""
+    if iss is None:
+        if metadata.authorization_response_iss_parameter_supported:
+            raise InvalidRequest("authorization response lacks the iss parameter")
+        return
+    if not hmac.compare_digest(iss.encode(), metadata.issuer.encode()):
+        raise InvalidRequest("authorization response iss does not match the issuer")
+
+
+def token_set(
+    document: Mapping[str, Any], *, now: float, audience: str | None, scope: str | None
+) -> TokenSet:
+    """A :class:`TokenSet` from a token response (``expires_in`` made absolute)."""
+    access_token = document.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise TemporarilyUnavailable("token response has no access_token")
+    expires_in = document.get("expires_in")
+    expires_at = None
+    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
+        expires_at = now + float(expires_in)
+    granted = document.get("scope")
+    return TokenSet(
+        access_token=access_token,
+        token_type=str(document.get("token_type") or "Bearer"),
+        expires_at=expires_at,
+        scope=granted if isinstance(granted, str) else scope,
+        audience=audience,
+    )
+
+
+async def token_request(
+    client: httpx.AsyncClient,
+    metadata: ProviderMetadata,
+    credentials: ClientCredentials,
+    data: dict[str, str],
+) -> dict[str, Any]:
+    """POST to the token endpoint; the JSON response, or raise.
+
+    An OAuth error answer (400/401 with ``error``) raises :class:`TokenRequestFailed` carrying
+    the code (``invalid_grant``...); network failures, 5xx and garbage raise
+    :class:`TemporarilyUnavailable`.
+    """
+    if not metadata.token_endpoint:
+        raise TemporarilyUnavailable("provider metadata has no token_endpoint")
+    body = dict(data)
+    headers = {"Accept": "application/json"}
+    credentials.apply(body, headers)
+    try:
+        response = await client.post(metadata.token_endpoint, data=body, headers=headers)
+    except httpx.HTTPError as err:
+        raise TemporarilyUnavailable(f"token endpoint unreachable: {type(err).__name__}") from err
+    try:
+        document = loads_strict(response.content)
+    except (ValueError, RecursionError):
+        document = None
+    if response.status_code == 200 and isinstance(document, dict):
+        return document
+    if response.status_code in (400, 401) and isinstance(document, dict):
+        error = document.get("error")
+        if isinstance(error, str):
+            raise TokenRequestFailed(f"token endpoint answered {error}", error=error)
+    raise TemporarilyUnavailable(f"token endpoint answered status {response.status_code}")
+
+
+def logout_url(
+    metadata: ProviderMetadata,
+    *,
+    client_id: str,
+    id_token_hint: str | None,
+    post_logout_redirect_uri: str,
+) -> str | None:
+    """RP-initiated logout URL, or ``None`` when the provider has no ``end_session_endpoint``."""
+    if not metadata.end_session_endpoint:
+        return None
+    params = {"client_id": client_id, "post_logout_redirect_uri": post_logout_redirect_uri}
+    if id_token_hint:
+        params["id_token_hint"] = id_token_hint
+    return _with_query(metadata.end_session_endpoint, params)
+
+
+async def revoke_token(
+    client: httpx.AsyncClient,
+    metadata: ProviderMetadata,
+    credentials: ClientCredentials,
+    token: str,
+    *,
+    hint: str = "refresh_token",
+    on_error: Callable[[str], None] | None = None,
+) -> bool:
+    """RFC 7009 revocation; returns whether the provider accepted it (never raises)."""
+    if not metadata.revocation_endpoint:
+        return False
+    body = {"token": token, "token_type_hint": hint}
+    headers: dict[str, str] = {}
+    credentials.apply(body, headers)
+    try:
+        response = await client.post(metadata.revocation_endpoint, data=body, headers=headers)
+    except httpx.HTTPError as err:
+        if on_error:
+            on_error(f"revocation failed: {type(err).__name__}")
+        return False
+    if response.status_code != 200 and on_error:
+        on_error(f"revocation answered {response.status_code}")
+    return response.status_code == 200

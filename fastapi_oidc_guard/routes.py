@@ -1,0 +1,226 @@
+"""The ``/auth`` routes: login, callback, logout, profile. Mounted by ``OIDCGuard.install``."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from . import flows
+from .errors import (
+    AccessDenied,
+    InvalidRequest,
+    NotAuthenticated,
+    OIDCGuardError,
+    TemporarilyUnavailable,
+    TokenRequestFailed,
+)
+from .http_errors import error_response
+from .models import SessionData
+from .pkce import code_challenge, random_token
+from .transactions import Transaction
+
+if TYPE_CHECKING:
+    from .guard import OIDCGuard
+
+__all__ = ["build_router", "safe_return_to", "session_claims"]
+
+logger = logging.getLogger("fastapi_oidc_guard.routes")
+
+_MAX_RETURN_TO = 2048
+_MAX_PARAM = 512
+# Protocol claims of the ID token that are not about the user: not kept in the session.
+_PROTOCOL_CLAIMS = frozenset(
+    {"iss", "aud", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash", "azp", "jti", "sid"}
+)
+
+
+def _has_control_chars(value: str) -> bool:
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
+
+
+def safe_return_to(value: str | None, *, default: str = "/") -> str:
+    """``value`` if it is a same-origin relative path, else ``default``.
+
+    Refused: absolute and scheme-relative URLs (``//evil``), backslashes (``/\\evil``), control
+    characters (CR/LF header injection), encoded forms of those (``/%2F%2Fevil``) and values over
+    2 KiB.
+    """
+    if not value or len(value) > _MAX_RETURN_TO:
+        return default
+    candidates = [value]
+    decoded = value
+    for _ in range(3):  # percent-decoding is not stable after one pass for nested encodings
+        decoded = unquote(decoded)
+        candidates.append(decoded)
+    for candidate in candidates:
+        if (
+            not candidate.startswith("/")
+            or candidate.startswith("//")
+            or "\\" in candidate
+            or _has_control_chars(candidate)
+        ):
+            return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return default
+    return value
+
+
+def session_claims(claims: dict[str, Any]) -> dict[str, Any]:
+    """The user's claims from a verified ID token, protocol claims removed."""
+    return {k: v for k, v in claims.items() if k not in _PROTOCOL_CLAIMS}
+
+
+def _token_key(audience: str | None, scope: str | None) -> str:
+    return f"{audience or ''}|{scope or ''}"
+
+
+def build_router(guard: OIDCGuard) -> APIRouter:
+    """The ``/auth/*`` router for ``guard`` (its prefix comes from the configuration)."""
+    cfg = guard.config
+    assert cfg.client_id is not None and cfg.base_url is not None
+    sessions, transactions = guard.sessions, guard.transactions
+    assert sessions is not None and transactions is not None
+    base_url = cfg.base_url.rstrip("/")
+    redirect_uri = f"{base_url}{cfg.routes_prefix}/callback"
+    router = APIRouter(prefix=cfg.routes_prefix, include_in_schema=False)
+    warned_no_audience: list[bool] = []
+
+    @router.get("/login")
+    async def login(request: Request) -> Response:
+        params = request.query_params
+        return_to = safe_return_to(params.get("returnTo"), default=cfg.default_return_to)
+        audience = params.get("audience") or cfg.audience
+        scope = params.get("scope") or cfg.scope
+        if "openid" not in scope.split() or len(scope) > _MAX_PARAM:
+            raise InvalidRequest("scope must include openid")
+        if audience is not None and len(audience) > _MAX_PARAM:
+            raise InvalidRequest("audience too long")
+        extra = {k: params[k] for k in cfg.login_params if k in params}
+        if any(len(v) > _MAX_PARAM or _has_control_chars(v) for v in extra.values()):
+            raise InvalidRequest("login parameter too long")
+        if audience is None and not warned_no_audience:
+            warned_no_audience.append(True)
+            logger.warning(
+                "login without an audience: the provider may issue opaque access tokens that your "
+                "API cannot validate. Set OIDC_AUDIENCE to your API's identifier."
+            )
+        metadata = await guard.discovery.get()
+        txn = Transaction(
+            state=random_token(), nonce=random_token(), code_verifier=random_token(48),
+            return_to=return_to, audience=audience, scope=scope, created_at=time.time(),
+        )  # fmt: skip
+        url = flows.authorization_url(
+            metadata, client_id=cfg.client_id, redirect_uri=redirect_uri, scope=scope,
+            state=txn.state, nonce=txn.nonce, code_challenge=code_challenge(txn.code_verifier),
+            audience=audience, audience_param=cfg.audience_param, extra=extra,
+        )  # fmt: skip
+        response = RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+        for header in transactions.start(request.cookies, txn):
+            response.raw_headers.append((b"set-cookie", header))
+        return response
+
+    @router.get("/callback")
+    async def callback(request: Request) -> Response:
+        state = request.query_params.get("state")
+        if not state or len(state) > _MAX_PARAM:
+            raise InvalidRequest("callback without state")
+        txn = transactions.open(request.cookies, state)
+        if txn is None or not hmac.compare_digest(txn.state.encode(), state.encode()):
+            raise InvalidRequest("no login transaction for this state (expired or replayed)")
+        try:
+            response: Response = await _finish_login(request, txn)
+        except OIDCGuardError as err:
+            logger.info("login callback failed: %s: %s", err.code, err)
+            response = error_response(err)
+        # The transaction is single-use: its cookie goes, whatever the outcome.
+        response.raw_headers.append(
+            (b"set-cookie", transactions.delete(transactions.name_for(state)))
+        )
+        return response
+
+    async def _finish_login(request: Request, txn: Transaction) -> Response:
+        params = request.query_params
+        metadata = await guard.discovery.get()
+        if "error" in params:
+            raise AccessDenied("the provider answered the authorization request with an error")
+        flows.check_callback_issuer(metadata, params.get("iss"))
+        code = params.get("code")
+        if not code or len(code) > 4096:
+            raise InvalidRequest("callback without code")
+        data = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": txn.code_verifier,
+            **flows.audience_params(txn.audience, cfg.audience_param),
+        }
+        try:
+            document = await flows.token_request(
+                guard.http_client(), metadata, guard.credentials, data
+            )
+        except TokenRequestFailed as err:
+            raise InvalidRequest(f"code exchange refused: {err.error}") from err
+        id_token = document.get("id_token")
+        if not isinstance(id_token, str):
+            raise InvalidRequest("token response without id_token (is 'openid' in the scope?)")
+        now = cfg.clock()
+        tokens = flows.token_set(document, now=now, audience=txn.audience, scope=txn.scope)
+        claims = await guard.verifier.verify_id_token(
+            id_token, nonce=txn.nonce, access_token=tokens.access_token
+        )
+        refresh_token = document.get("refresh_token")
+        session = SessionData(
+            id=random_token(),
+            sub=claims["sub"],
+            sid=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
+            user=session_claims(claims),
+            id_token=id_token,
+            refresh_token=refresh_token if isinstance(refresh_token, str) else None,
+            tokens={_token_key(txn.audience, txn.scope): tokens},
+            created_at=now,
+            last_active=now,
+        )
+        guard.check_access_token_format(tokens, expected_audience=txn.audience)
+        sessions.set(request.scope, session)
+        return RedirectResponse(txn.return_to, status_code=302)
+
+    @router.get("/logout")
+    async def logout(request: Request) -> Response:
+        return_to = safe_return_to(request.query_params.get("returnTo"), default="/")
+        session = await sessions.get(request.scope)
+        sessions.end(request.scope)
+        if session is None:
+            return RedirectResponse(return_to, status_code=302)
+        try:
+            metadata = await guard.discovery.get()
+        except TemporarilyUnavailable:
+            logger.warning("logout: provider unreachable; the session was ended locally only")
+            return RedirectResponse(return_to, status_code=302)
+        if session.refresh_token:
+            await flows.revoke_token(
+                guard.http_client(), metadata, guard.credentials, session.refresh_token,
+                on_error=lambda message: logger.warning("logout: %s", message),
+            )  # fmt: skip
+        url = flows.logout_url(
+            metadata,
+            client_id=cfg.client_id or "",
+            id_token_hint=session.id_token,
+            post_logout_redirect_uri=base_url + return_to,
+        )
+        return RedirectResponse(url or return_to, status_code=302)
+
+    @router.get("/profile")
+    async def profile(request: Request) -> Response:
+        user = await guard.session_user(request)
+        if user is None:
+            raise NotAuthenticated("no session")
+        return JSONResponse(guard.public_profile(user), headers={"Cache-Control": "no-store"})
+
+    return router

@@ -1,0 +1,137 @@
+"""Per-request session state: lazy load, rolling expiry, and what the middleware persists.
+
+A request's session is loaded on first use (never for bearer requests or public routes) and kept
+in the ASGI scope, so every dependency of one request sees the same session. Changes (login,
+refreshed tokens, logout, rolling expiry) are persisted by :class:`SessionMiddleware` when the
+response starts: a route that returns its own ``Response`` still gets its cookie.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from starlette.requests import cookie_parser
+
+from ..models import SessionData
+from .base import SessionBackend
+from .cookies import CookieSettings, present_names, read_chunked, write_chunked
+
+__all__ = ["SessionManager", "SessionSlot"]
+
+SCOPE_KEY = "fastapi_oidc_guard.session"
+BeforeSave = Callable[[SessionData], SessionData]
+
+
+@dataclass
+class SessionSlot:
+    """What one request knows about its session."""
+
+    cookies: dict[str, str]
+    loaded: bool = False
+    session: SessionData | None = None
+    action: Literal["save", "delete"] | None = None
+    pending: SessionData | None = None
+    replaced: SessionData | None = None
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+def _cookies_of(scope: MutableMapping[str, Any]) -> dict[str, str]:
+    for name, value in scope.get("headers", ()):
+        if name == b"cookie":
+            return cookie_parser(value.decode("latin-1"))
+    return {}
+
+
+class SessionManager:
+    """Loads, rolls and persists sessions for one backend and one cookie configuration.
+
+    Rolling sessions: a session ends after ``inactivity`` seconds without use or ``absolute``
+    seconds after login, whichever comes first. Use is recorded at most once per
+    ``touch_interval`` so that most requests stay read-only.
+    """
+
+    def __init__(
+        self,
+        backend: SessionBackend,
+        cookie: CookieSettings,
+        *,
+        clock: Callable[[], float],
+        inactivity: float,
+        absolute: float,
+        touch_interval: float = 60.0,
+        before_save: BeforeSave | None = None,
+    ) -> None:
+        self.backend = backend
+        self.cookie = cookie
+        self._clock = clock
+        self.inactivity = inactivity
+        self.absolute = absolute
+        self._touch_interval = touch_interval
+        self._before_save = before_save
+
+    def slot(self, scope: MutableMapping[str, Any]) -> SessionSlot:
+        slot: SessionSlot | None = scope.get(SCOPE_KEY)
+        if slot is None:
+            slot = SessionSlot(cookies=_cookies_of(scope))
+            scope[SCOPE_KEY] = slot
+        return slot
+
+    def expires_at(self, session: SessionData) -> float:
+        return session.expires_at(inactivity=self.inactivity, absolute=self.absolute)
+
+    async def get(self, scope: MutableMapping[str, Any]) -> SessionData | None:
+        """The request's current session (after any change made during this request)."""
+        slot = self.slot(scope)
+        if slot.action is not None:
+            return slot.pending
+        if slot.loaded:
+            return slot.session
+        slot.loaded = True
+        value = read_chunked(slot.cookies, self.cookie.name)
+        if value is None:
+            return None
+        session = await self.backend.load(value)
+        now = self._clock()
+        if session is None or now >= self.expires_at(session):
+            slot.action = "delete"  # clear an unreadable, foreign or expired cookie
+            slot.session = session
+            return None
+        slot.session = session
+        if now - session.last_active >= self._touch_interval:
+            self.set(scope, session.model_copy(update={"last_active": now}))
+        return session
+
+    def set(self, scope: MutableMapping[str, Any], session: SessionData) -> None:
+        """Make ``session`` the request's session; persisted when the response starts."""
+        slot = self.slot(scope)
+        current = slot.pending if slot.action == "save" else slot.session
+        if current is not None and current.id != session.id:
+            slot.replaced = current
+        slot.action, slot.pending = "save", session
+        slot.cache.clear()
+
+    def end(self, scope: MutableMapping[str, Any]) -> None:
+        """End the request's session (logout)."""
+        slot = self.slot(scope)
+        if slot.action == "save" and slot.pending is not None:
+            slot.replaced = slot.pending
+        slot.action, slot.pending = "delete", None
+        slot.cache.clear()
+
+    async def commit(self, slot: SessionSlot) -> list[bytes]:
+        """Persist the slot's change; return the ``Set-Cookie`` values for the response."""
+        present = present_names(slot.cookies, self.cookie.name)
+        for old in (slot.replaced, slot.session if slot.action == "delete" else None):
+            if old is not None and self.backend.stateful:
+                await self.backend.delete(old)
+        if slot.action == "delete" or slot.pending is None:
+            return write_chunked(None, self.cookie, max_age=0, present=present)
+        session = slot.pending
+        if self._before_save is not None:
+            session = self._before_save(session)
+        expires_at = self.expires_at(session)
+        value = await self.backend.save(session, expires_at=expires_at)
+        max_age = int(expires_at - self._clock())
+        return write_chunked(value, self.cookie, max_age=max_age, present=present)

@@ -1,0 +1,98 @@
+"""Login transactions: one short-lived encrypted cookie per login, so parallel tabs work.
+
+The cookie's name is derived from ``state``, so the callback finds its own transaction; its path is
+the callback path, so it travels nowhere else. At most ``max_pending`` transactions are kept: the
+oldest are removed when a new login starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ValidationError
+
+from .sessions.cookies import CookieSettings, cookie_header
+from .sessions.sealing import Sealer
+
+__all__ = ["Transaction", "TransactionStore"]
+
+PURPOSE = "txn"
+
+
+class Transaction(BaseModel):
+    """What the callback needs to finish a login."""
+
+    state: str
+    nonce: str
+    code_verifier: str
+    return_to: str
+    audience: str | None = None
+    scope: str
+    created_at: float
+
+
+class TransactionStore:
+    """Seals transactions into cookies named ``<prefix><hash of state>``."""
+
+    def __init__(
+        self,
+        sealer: Sealer,
+        cookie: CookieSettings,
+        *,
+        path: str,
+        ttl: float = 600.0,
+        max_pending: int = 5,
+    ) -> None:
+        self._sealer = sealer
+        self._cookie = cookie
+        self._path = path
+        self._ttl = ttl
+        self._max_pending = max_pending
+        self.prefix = f"{cookie.name}_txn_"
+
+    def name_for(self, state: str) -> str:
+        return self.prefix + hashlib.sha256(state.encode()).hexdigest()[:16]
+
+    def open(self, cookies: Mapping[str, str], state: str) -> Transaction | None:
+        """The transaction for ``state`` from the request's cookies, or ``None``."""
+        value = cookies.get(self.name_for(state))
+        if value is None:
+            return None
+        return self._parse(value)
+
+    def _parse(self, value: str) -> Transaction | None:
+        payload = self._sealer.open(value, purpose=PURPOSE)
+        if not isinstance(payload, dict):
+            return None
+        try:
+            return Transaction.model_validate(payload)
+        except ValidationError:
+            return None
+
+    def start(self, cookies: Mapping[str, str], txn: Transaction) -> list[bytes]:
+        """``Set-Cookie`` values that store ``txn`` and evict the oldest pending ones."""
+        pending: list[tuple[float, str]] = []
+        headers: list[bytes] = []
+        for name, value in cookies.items():
+            if not name.startswith(self.prefix):
+                continue
+            existing = self._parse(value)
+            if existing is None:
+                headers.append(self.delete(name))
+            else:
+                pending.append((existing.created_at, name))
+        pending.sort()
+        while len(pending) >= self._max_pending:
+            headers.append(self.delete(pending.pop(0)[1]))
+        sealed = self._sealer.seal(
+            txn.model_dump(mode="json"), purpose=PURPOSE, expires_at=txn.created_at + self._ttl
+        )
+        name = self.name_for(txn.state)
+        headers.append(
+            cookie_header(name, sealed, self._cookie, max_age=int(self._ttl), path=self._path)
+        )
+        return headers
+
+    def delete(self, name: str) -> bytes:
+        return cookie_header(name, "", self._cookie, max_age=0, path=self._path)
