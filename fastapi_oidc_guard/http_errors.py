@@ -53,7 +53,8 @@ def error_response(err: OIDCGuardError) -> Response:
     :class:`LoginRedirect` (pages) becomes a 302 to the login route instead.
     """
     if isinstance(err, LoginRedirect):
-        return RedirectResponse(err.location, status_code=302, headers={"Cache-Control": "no-store"})
+        no_store = {"Cache-Control": "no-store"}
+        return RedirectResponse(err.location, status_code=302, headers=no_store)
     status, description = _lookup(err)
     headers = {"Cache-Control": "no-store"}
     if isinstance(err, NotAuthenticated):

@@ -85,6 +85,7 @@ def build_router(guard: OIDCGuard) -> APIRouter:
     """The ``/auth/*`` router for ``guard`` (its prefix comes from the configuration)."""
     cfg = guard.config
     assert cfg.client_id is not None and cfg.base_url is not None
+    client_id = cfg.client_id
     sessions, transactions = guard.sessions, guard.transactions
     assert sessions is not None and transactions is not None
     base_url = cfg.base_url.rstrip("/")
@@ -117,7 +118,7 @@ def build_router(guard: OIDCGuard) -> APIRouter:
             return_to=return_to, audience=audience, scope=scope, created_at=time.time(),
         )  # fmt: skip
         url = flows.authorization_url(
-            metadata, client_id=cfg.client_id, redirect_uri=redirect_uri, scope=scope,
+            metadata, client_id=client_id, redirect_uri=redirect_uri, scope=scope,
             state=txn.state, nonce=txn.nonce, code_challenge=code_challenge(txn.code_verifier),
             audience=audience, audience_param=cfg.audience_param, extra=extra,
         )  # fmt: skip
@@ -210,7 +211,7 @@ def build_router(guard: OIDCGuard) -> APIRouter:
             )  # fmt: skip
         url = flows.logout_url(
             metadata,
-            client_id=cfg.client_id or "",
+            client_id=client_id,
             id_token_hint=session.id_token,
             post_logout_redirect_uri=base_url + return_to,
         )

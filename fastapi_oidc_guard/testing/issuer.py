@@ -17,10 +17,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 import httpx
 
 from ._keys import SigningKey, compact
+from ._oauth import AuthorizationServer
 
 __all__ = ["FakeIssuer", "IssuerMode"]
 
@@ -61,6 +63,7 @@ class FakeIssuer:
         self.gate: asyncio.Event | None = None
         self.jwks_cache_control: str | None = None
         self.requests: Counter[str] = Counter()
+        self.oauth = AuthorizationServer(self)
         self._transport = httpx.MockTransport(self._handle)
 
     # -- what a test configures ---------------------------------------------------------------
@@ -92,6 +95,15 @@ class FakeIssuer:
     def retire(self, kid: str) -> None:
         """Stop publishing the key ``kid``."""
         self.keys = [key for key in self.keys if key.kid != kid]
+
+    def login_as(self, sub: str, **claims: Any) -> None:
+        """The user that the next authorization requests sign in (auto-login)."""
+        self.oauth.next_user = {"sub": sub, **claims}
+
+    def authorize(self, url: str, *, user: dict[str, Any] | None = None) -> str:
+        """Answer an authorization request URL as a browser would see it: the redirect target."""
+        self.requests["authorize"] += 1
+        return self.oauth.authorize(url, user=user)
 
     @contextmanager
     def outage(self, mode: IssuerMode = "down") -> Iterator[None]:
@@ -197,6 +209,26 @@ class FakeIssuer:
         if name == "jwks":
             headers = {"cache-control": self.jwks_cache_control} if self.jwks_cache_control else {}
             return self._json(self.jwks(), headers=headers)
+        return self._oauth_endpoint(name, request)
+
+    def _oauth_endpoint(self, name: str, request: httpx.Request) -> httpx.Response:
+        authorization = request.headers.get("authorization")
+        form = dict(parse_qsl(request.content.decode())) if request.method == "POST" else {}
+        if name == "authorize":
+            return httpx.Response(302, headers={"location": self.oauth.authorize(str(request.url))})
+        if name == "token" and request.method == "POST":
+            status, body = self.oauth.token(form, authorization)
+            return self._json(body, status=status, headers={"cache-control": "no-store"})
+        if name == "userinfo":
+            status, body = self.oauth.userinfo(authorization)
+            return self._json(body, status=status)
+        if name == "logout":
+            status, target = self.oauth.end_session(str(request.url))
+            if status == 302:
+                return httpx.Response(302, headers={"location": target})
+            return httpx.Response(status, text=target)
+        if name == "revoke" and request.method == "POST":
+            return httpx.Response(self.oauth.revoke(form, authorization))
         return httpx.Response(404, json={"error": "not_found"})
 
     def _endpoint_name(self, path: str) -> str:

@@ -1,0 +1,240 @@
+"""The fake issuer's authorization server: authorize, token, userinfo, end-session, revocation.
+
+It follows the rules a real provider enforces, so the library's own flow is exercised for real:
+registered client and secret, PKCE S256 required, single-use codes bound to the redirect URI,
+refresh-token rotation with reuse detection (reuse revokes the whole grant), JWT access tokens
+only when an audience/resource is asked (opaque otherwise: the classic trap, reproduced).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+if TYPE_CHECKING:
+    from .issuer import FakeIssuer
+
+__all__ = ["AuthorizationServer", "Grant"]
+
+_PROFILE = ("name", "given_name", "family_name", "nickname", "preferred_username", "picture",
+            "locale", "updated_at")  # fmt: skip
+_EMAIL = ("email", "email_verified")
+
+
+@dataclass
+class Grant:
+    """One login (or client-credentials grant): who, for what, and its refresh-token family."""
+
+    user: dict[str, Any]
+    scope: str
+    audience: str | None
+    sid: str
+    nonce: str | None = None
+    code_challenge: str | None = None
+    redirect_uri: str | None = None
+    auth_time: int = 0
+    revoked: bool = False
+    refresh_tokens: list[str] = field(default_factory=list)
+
+
+def _half_hash(value: str) -> str:
+    digest = hashlib.sha256(value.encode()).digest()
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+
+
+class AuthorizationServer:
+    """State and endpoints of the fake issuer's OAuth side (see the module docstring)."""
+
+    def __init__(self, issuer: FakeIssuer) -> None:
+        self.issuer = issuer
+        self.next_user: dict[str, Any] = {
+            "sub": "user-1",
+            "name": "Test User",
+            "email": "user-1@example.test",
+            "email_verified": True,
+        }
+        self.access_token_ttl = 3600
+        self.id_token_ttl = 3600
+        self.issue_refresh_tokens = True
+        self.codes: dict[str, Grant] = {}
+        self.used_codes: set[str] = set()
+        self.refresh: dict[str, Grant] = {}
+        self.used_refresh: dict[str, Grant] = {}
+        self.opaque: dict[str, Grant] = {}
+        self.ended_sessions: list[str] = []
+        self.grants: Counter[str] = Counter()
+        self.fail_next_token: tuple[int, dict[str, Any]] | None = None
+
+    # -- authorize ----------------------------------------------------------------------------
+
+    def authorize(self, url: str, *, user: dict[str, Any] | None = None) -> str:
+        """Answer an authorization request URL; return where the browser is redirected.
+
+        ``user`` (claims, ``sub`` required) signs in; default ``next_user``.
+        """
+        params = dict(parse_qsl(urlsplit(url).query))
+        redirect_uri = params.get("redirect_uri", "")
+        if params.get("client_id") != self.issuer.client_id or not redirect_uri:
+            raise ValueError("unknown client or missing redirect_uri")
+        state = params.get("state")
+
+        def back(**values: str) -> str:
+            extra = {"state": state} if state is not None else {}
+            query = urlencode({**values, **extra, "iss": self.issuer.issuer})
+            return f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}{query}"
+
+        scope = params.get("scope", "")
+        if params.get("response_type") != "code" or "openid" not in scope.split():
+            return back(error="invalid_request")
+        if params.get("code_challenge_method") != "S256" or not params.get("code_challenge"):
+            return back(error="invalid_request", error_description="PKCE S256 is required")
+        code = secrets.token_urlsafe(24)
+        self.codes[code] = Grant(
+            user=dict(user or self.next_user), scope=scope,
+            audience=params.get("resource") or params.get("audience"),
+            sid=secrets.token_hex(8), nonce=params.get("nonce"),
+            code_challenge=params["code_challenge"], redirect_uri=redirect_uri,
+            auth_time=int(self.issuer.clock()),
+        )  # fmt: skip
+        return back(code=code)
+
+    # -- token --------------------------------------------------------------------------------
+
+    def _client_ok(self, form: dict[str, str], authorization: str | None) -> bool:
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        if authorization and authorization.lower().startswith("basic "):
+            decoded = base64.b64decode(authorization[6:]).decode()
+            client_id, _, secret = (unquote(p) for p in decoded.partition(":"))
+        return client_id == self.issuer.client_id and hmac.compare_digest(
+            (secret or "").encode(), self.issuer.client_secret.encode()
+        )
+
+    def token(self, form: dict[str, str], authorization: str | None) -> tuple[int, dict[str, Any]]:
+        """The token endpoint: ``(status, JSON body)``."""
+        grant_type = form.get("grant_type", "")
+        self.grants[grant_type] += 1
+        if self.fail_next_token is not None:
+            failure, self.fail_next_token = self.fail_next_token, None
+            return failure
+        if not self._client_ok(form, authorization):
+            return 401, {"error": "invalid_client"}
+        if grant_type == "authorization_code":
+            return self._code_grant(form)
+        if grant_type == "refresh_token":
+            return self._refresh_grant(form)
+        if grant_type == "client_credentials":
+            client = {"sub": self.issuer.client_id}
+            grant = Grant(user=client, scope=form.get("scope", ""), sid="",
+                          audience=form.get("resource") or form.get("audience"))  # fmt: skip
+            return 200, self._tokens(grant, id_token=False)
+        return 400, {"error": "unsupported_grant_type"}
+
+    def _code_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        code = form.get("code", "")
+        grant = self.codes.pop(code, None)
+        if grant is None:
+            if code in self.used_codes:  # code replay: revoke what it produced
+                for g in list(self.refresh.values()):
+                    g.revoked = True
+            return 400, {"error": "invalid_grant"}
+        self.used_codes.add(code)
+        verifier = form.get("code_verifier", "")
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        if form.get("redirect_uri") != grant.redirect_uri or not hmac.compare_digest(
+            challenge.rstrip(b"=").decode(), grant.code_challenge or ""
+        ):
+            return 400, {"error": "invalid_grant"}
+        return 200, self._tokens(grant, id_token=True)
+
+    def _refresh_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        token = form.get("refresh_token", "")
+        grant = self.refresh.pop(token, None)
+        if grant is None:
+            reused = self.used_refresh.get(token)
+            if reused is not None:  # reuse detection: the whole grant dies
+                reused.revoked = True
+            return 400, {"error": "invalid_grant"}
+        if grant.revoked:
+            return 400, {"error": "invalid_grant"}
+        self.used_refresh[token] = grant
+        audience = form.get("resource") or form.get("audience") or grant.audience
+        scope = form.get("scope") or grant.scope
+        refreshed = Grant(
+            user=grant.user, scope=scope, audience=audience, sid=grant.sid,
+            auth_time=grant.auth_time, refresh_tokens=grant.refresh_tokens,
+        )  # fmt: skip
+        body = self._tokens(refreshed, id_token=True, family=grant)
+        return 200, body
+
+    def _tokens(
+        self, grant: Grant, *, id_token: bool, family: Grant | None = None
+    ) -> dict[str, Any]:
+        issuer, now = self.issuer, int(self.issuer.clock())
+        user = grant.user
+        if grant.audience:
+            access = issuer.mint(sub=user["sub"], aud=grant.audience, scope=grant.scope or None,
+                                 client_id=issuer.client_id, exp=now + self.access_token_ttl,
+                                 iat=now)  # fmt: skip
+        else:
+            access = secrets.token_urlsafe(32)  # opaque: no audience was asked
+        self.opaque[access] = family or grant
+        body: dict[str, Any] = {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": self.access_token_ttl,
+            "scope": grant.scope,
+        }
+        if id_token:
+            body["id_token"] = self._id_token(grant, access, now)
+        if self.issue_refresh_tokens and "offline_access" in grant.scope.split():
+            refresh = secrets.token_urlsafe(32)
+            target = family or grant
+            self.refresh[refresh] = target
+            target.refresh_tokens.append(refresh)
+            body["refresh_token"] = refresh
+        return body
+
+    def _id_token(self, grant: Grant, access_token: str, now: int) -> str:
+        scopes = grant.scope.split()
+        claims: dict[str, Any] = {"sub": grant.user["sub"]}
+        for names, needed in ((_PROFILE, "profile"), (_EMAIL, "email")):
+            if needed in scopes:
+                claims.update({k: grant.user[k] for k in names if k in grant.user})
+        claims.update({k: v for k, v in grant.user.items() if k not in _PROFILE + _EMAIL})
+        claims.update(
+            iss=self.issuer.issuer, aud=self.issuer.client_id, iat=now,
+            exp=now + self.id_token_ttl, sid=grant.sid, auth_time=grant.auth_time,
+            at_hash=_half_hash(access_token),
+        )  # fmt: skip
+        if grant.nonce is not None:
+            claims["nonce"] = grant.nonce
+        return self.issuer.sign(claims, header={"typ": "JWT"})
+
+    # -- userinfo, end session, revocation ----------------------------------------------------
+
+    def userinfo(self, authorization: str | None) -> tuple[int, dict[str, Any]]:
+        token = (authorization or "")[7:] if (authorization or "").startswith("Bearer ") else ""
+        grant = self.opaque.get(token)
+        if grant is None or grant.revoked:
+            return 401, {"error": "invalid_token"}
+        return 200, dict(grant.user)
+
+    def end_session(self, url: str) -> tuple[int, str]:
+        params = dict(parse_qsl(urlsplit(url).query))
+        self.ended_sessions.append(params.get("id_token_hint", ""))
+        target = params.get("post_logout_redirect_uri")
+        return (302, target) if target else (200, "signed out")
+
+    def revoke(self, form: dict[str, str], authorization: str | None) -> int:
+        if not self._client_ok(form, authorization):
+            return 401
+        grant = self.refresh.get(form.get("token", "")) or self.opaque.get(form.get("token", ""))
+        if grant is not None:
+            grant.revoked = True
+        return 200
