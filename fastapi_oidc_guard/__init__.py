@@ -13,7 +13,13 @@ async def protected(user: User = Depends(require_user)):
 """
 
 from .config import GuardConfig
-from .dependencies import get_guard, optional_user, require_scopes, require_user
+from .dependencies import (
+    get_guard,
+    optional_user,
+    require_page_user,
+    require_scopes,
+    require_user,
+)
 from .errors import (
     AccessDenied,
     ClaimError,
@@ -28,18 +34,21 @@ from .errors import (
     InvalidUserClaims,
     KeyNotFound,
     KeySetUnavailable,
+    LoginRedirect,
     LoginRequired,
     MalformedToken,
     NotAuthenticated,
     OIDCGuardError,
     TemporarilyUnavailable,
+    TokenRequestFailed,
     UnsupportedAlgorithm,
     UnusableKey,
     WrongTokenType,
 )
 from .guard import OIDCGuard
 from .jwks import KeySet, RemoteKeySet, StaticKeySet
-from .models import ProviderMetadata, User
+from .models import ProviderMetadata, SessionData, TokenSet, User
+from .sessions.base import SessionBackend
 from .verify import TokenVerifier
 
 __all__ = [
@@ -58,6 +67,7 @@ __all__ = [
     "KeyNotFound",
     "KeySet",
     "KeySetUnavailable",
+    "LoginRedirect",
     "LoginRequired",
     "MalformedToken",
     "NotAuthenticated",
@@ -65,8 +75,12 @@ __all__ = [
     "OIDCGuardError",
     "ProviderMetadata",
     "RemoteKeySet",
+    "SessionBackend",
+    "SessionData",
     "StaticKeySet",
     "TemporarilyUnavailable",
+    "TokenRequestFailed",
+    "TokenSet",
     "TokenVerifier",
     "UnsupportedAlgorithm",
     "UnusableKey",
@@ -74,6 +88,7 @@ __all__ = [
     "WrongTokenType",
     "get_guard",
     "optional_user",
+    "require_page_user",
     "require_scopes",
     "require_user",
 ]

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import functools
 import re
+from urllib.parse import urlencode
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from fastapi import Depends, Request
 
-from .errors import InsufficientScope, NotAuthenticated
+from .errors import InsufficientScope, LoginRedirect, NotAuthenticated
 from .models import User
 
 if TYPE_CHECKING:
     from .guard import OIDCGuard
 
-__all__ = ["get_guard", "optional_user", "require_scopes", "require_user"]
+__all__ = ["get_guard", "optional_user", "require_page_user", "require_scopes", "require_user"]
 
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6750 scope-token
 
@@ -43,6 +44,23 @@ async def require_user(request: Request) -> User:
     guard's ``user_model`` (``User`` by default).
     """
     return await get_guard(request).authenticate(request)
+
+
+async def require_page_user(request: Request) -> User:
+    """For pages: the signed-in user, or a 302 to the login route that comes back here.
+
+    The equivalent of nextjs-auth0's ``withPageAuthRequired``. API routes should use
+    :func:`require_user`, which answers 401 JSON instead.
+    """
+    guard = get_guard(request)
+    try:
+        return await guard.authenticate(request)
+    except NotAuthenticated as err:
+        path = request.url.path
+        if request.url.query:
+            path = f"{path}?{request.url.query}"
+        location = f"{guard.config.routes_prefix}/login?{urlencode({'returnTo': path})}"
+        raise LoginRedirect("page needs a signed-in user", location=location) from err
 
 
 async def optional_user(request: Request) -> User | None:

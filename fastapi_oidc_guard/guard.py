@@ -135,7 +135,7 @@ class OIDCGuard:
             before_save=before_save,
         )  # fmt: skip
         self.transactions = TransactionStore(
-            sealer, cookie, path=f"{cfg.routes_prefix}/callback",
+            sealer, cookie, path=cfg.routes_prefix,
             max_pending=cfg.max_pending_logins,
         )  # fmt: skip
 

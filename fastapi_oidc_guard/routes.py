@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -115,7 +114,7 @@ def build_router(guard: OIDCGuard) -> APIRouter:
         metadata = await guard.discovery.get()
         txn = Transaction(
             state=random_token(), nonce=random_token(), code_verifier=random_token(48),
-            return_to=return_to, audience=audience, scope=scope, created_at=time.time(),
+            return_to=return_to, audience=audience, scope=scope, created_at=cfg.clock(),
         )  # fmt: skip
         url = flows.authorization_url(
             metadata, client_id=client_id, redirect_uri=redirect_uri, scope=scope,

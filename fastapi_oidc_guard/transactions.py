@@ -1,8 +1,8 @@
 """Login transactions: one short-lived encrypted cookie per login, so parallel tabs work.
 
 The cookie's name is derived from ``state``, so the callback finds its own transaction; its path is
-the callback path, so it travels nowhere else. At most ``max_pending`` transactions are kept: the
-oldest are removed when a new login starts.
+the routes' prefix (``/auth``), so it travels to the login and callback routes only. At most
+``max_pending`` transactions are kept: the oldest are removed when a new login starts.
 """
 
 from __future__ import annotations

@@ -10,5 +10,6 @@ headers = {"Authorization": f"Bearer {issuer.mint(sub='alice')}"}
 from ._keys import SigningKey
 from .clock import FakeClock
 from .issuer import FakeIssuer, IssuerMode
+from .login import alogin, login
 
-__all__ = ["FakeClock", "FakeIssuer", "IssuerMode", "SigningKey"]
+__all__ = ["FakeClock", "FakeIssuer", "IssuerMode", "SigningKey", "alogin", "login"]
