@@ -14,6 +14,7 @@ from . import flows
 from .errors import (
     AccessDenied,
     InvalidRequest,
+    InvalidToken,
     NotAuthenticated,
     OIDCGuardError,
     TemporarilyUnavailable,
@@ -172,9 +173,12 @@ def build_router(guard: OIDCGuard) -> APIRouter:
             raise InvalidRequest("token response without id_token (is 'openid' in the scope?)")
         now = cfg.clock()
         tokens = flows.token_set(document, now=now, audience=txn.audience, scope=txn.scope)
-        claims = await guard.verifier.verify_id_token(
-            id_token, nonce=txn.nonce, access_token=tokens.access_token
-        )
+        try:
+            claims = await guard.verifier.verify_id_token(
+                id_token, nonce=txn.nonce, access_token=tokens.access_token
+            )
+        except InvalidToken as err:
+            raise InvalidRequest(f"ID token rejected: {err}") from err
         refresh_token = document.get("refresh_token")
         session = SessionData(
             id=random_token(),

@@ -1,0 +1,350 @@
+"""Set-up, interleaved measurement and ratios (DESIGN.md section 9, RECIPES.md "Measuring").
+
+Method: the machine has 2 shared, noisy cores, so nothing here is an absolute time. Each round
+runs one batch of every variant, round-robin (the starting variant rotates per round); a batch's
+mean is one sample; the result of a variant is the median of its samples. Every ratio is taken
+between medians of the same run, in units of the "floor": a raw ``cryptography`` RS256 verify of
+the same token. "Added cost" is a variant's median minus the unprotected route's median.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import platform
+import statistics
+import time
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from fastapi import FastAPI
+
+from fastapi_oidc_guard import OIDCGuard
+from fastapi_oidc_guard.jose import b64url_decode
+from fastapi_oidc_guard.testing import FakeIssuer
+
+from . import apps
+from .asgi import AsgiDriver, BadResponse, Headers, request_headers
+
+__all__ = ["Settings", "run", "run_async", "settings_for"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How much to measure. ``pool_size`` must exceed the guard's token cache (1024)."""
+
+    rounds: int
+    batch: int  # requests per variant per round
+    floor_batch: int  # raw verifies per round
+    warmup: int  # untimed requests per variant before round 1
+    pool_size: int  # distinct pre-minted tokens cycled by the new-token variants
+
+
+FULL = Settings(rounds=100, batch=120, floor_batch=400, warmup=200, pool_size=2048)
+QUICK = Settings(rounds=6, batch=30, floor_batch=100, warmup=20, pool_size=1100)
+
+
+def settings_for(*, quick: bool, rounds: int | None = None) -> Settings:
+    base = QUICK if quick else FULL
+    if rounds is None:
+        return base
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
+    return Settings(rounds, base.batch, base.floor_batch, base.warmup, base.pool_size)
+
+
+# -- variants ----------------------------------------------------------------------------------
+
+# (name, label, role); role "target"/"reference"/"baseline"/"info" only drives the report.
+VARIANTS: tuple[tuple[str, str, str], ...] = (
+    ("floor", "floor: cryptography RS256 verify", "floor"),
+    ("unprotected", "unprotected route (baseline request)", "request"),
+    ("noop", "async no-op dependency", "reference"),
+    ("require_user_new", "require_user, new token", "target"),
+    ("require_user_hit", "require_user, repeated token (cache hit)", "target"),
+    ("require_user_nocache", "require_user, new token, token_cache_size=0", "info"),
+    ("pyjwt", "PyJWT + HTTPBearer, key pre-loaded", "baseline"),
+    ("jose", "python-jose + HTTPBearer, naive (JWK per call)", "baseline"),
+)
+
+
+class Variant(Protocol):
+    name: str
+
+    async def batch(self, n: int) -> float:
+        """Mean cost of one operation over ``n`` operations, in seconds."""
+        ...
+
+
+class FloorVariant:
+    """``RSAPublicKey.verify`` with PKCS1v15/SHA-256 on the token's signing input."""
+
+    def __init__(self, public: rsa.RSAPublicKey, token: str) -> None:
+        self.name = "floor"
+        header, payload, signature = token.split(".")
+        self._public = public
+        self._message = f"{header}.{payload}".encode("ascii")
+        self._signature = b64url_decode(signature)
+        self._padding = padding.PKCS1v15()
+        self._hash = hashes.SHA256()
+        self._public.verify(self._signature, self._message, self._padding, self._hash)
+
+    async def batch(self, n: int) -> float:
+        verify, sig, msg, pad, alg = (
+            self._public.verify, self._signature, self._message, self._padding, self._hash
+        )  # fmt: skip
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            verify(sig, msg, pad, alg)
+        return (time.perf_counter_ns() - start) / n / 1e9
+
+
+class RequestVariant:
+    """GET /p on one app, cycling through a list of header sets (one per token)."""
+
+    def __init__(
+        self, name: str, app: FastAPI, headers: Sequence[Headers], *, first_sub: str | None
+    ) -> None:
+        self.name = name
+        self.app = app
+        self.driver = AsgiDriver(app, "/p")
+        self.headers = list(headers)
+        #: ``sub`` answered for the first header set; ``None`` for unprotected routes.
+        self.first_sub = first_sub
+        self._pos = 0
+
+    async def batch(self, n: int) -> float:
+        headers, count, get = self.headers, len(self.headers), self.driver.get
+        pos, bad = self._pos, 0
+        start = time.perf_counter_ns()
+        for i in range(pos, pos + n):
+            if await get(headers[i % count]) != 200:
+                bad += 1
+        elapsed = time.perf_counter_ns() - start
+        self._pos = (pos + n) % count
+        if bad:
+            raise BadResponse(f"{self.name}: {bad} of {n} responses were not 200")
+        return elapsed / n / 1e9
+
+
+# -- set-up ------------------------------------------------------------------------------------
+
+
+def _tamper(token: str) -> str:
+    """The same token with one signature character changed (still canonical base64url)."""
+    head, body, sig = token.split(".")
+    i = len(sig) // 2
+    return f"{head}.{body}.{sig[:i]}{'B' if sig[i] == 'A' else 'A'}{sig[i + 1 :]}"
+
+
+async def _check(
+    variant: RequestVariant, headers: Headers, *, status: int, sub: str | None
+) -> None:
+    got, body = await variant.driver.get_body(headers)
+    if got != status:
+        raise BadResponse(f"{variant.name}: set-up check expected {status}, got {got}: {body!r}")
+    if sub is not None and f'"sub":"{sub}"'.encode() not in body:
+        raise BadResponse(f"{variant.name}: set-up check expected sub {sub!r}, got {body!r}")
+
+
+@dataclass
+class _Setup:
+    variants: list[Variant]
+    guards: list[OIDCGuard]
+    guard_apps: list[FastAPI]
+    notes: dict[str, Any]
+
+
+def _build(settings: Settings) -> _Setup:
+    issuer = FakeIssuer()
+    key = issuer.signing_key
+    private = key.private
+    if not (key.alg == "RS256" and isinstance(private, rsa.RSAPrivateKey)):
+        raise RuntimeError("FakeIssuer's default signing key is expected to be RS256")
+    pool = [issuer.mint(sub=f"bench-{i}", jti=f"pool-{i}") for i in range(settings.pool_size)]
+    repeated = issuer.mint(sub="bench-repeat", jti="repeat")
+    pool_headers = [request_headers(token) for token in pool]
+
+    def new_guard(**overrides: Any) -> OIDCGuard:
+        return OIDCGuard(
+            issuer=issuer.issuer, audience=issuer.audience, transport=issuer.transport,
+            **overrides,
+        )  # fmt: skip
+
+    guard, guard_nocache = new_guard(), new_guard(token_cache_size=0)
+    cache_size = guard.config.token_cache_size
+    if settings.pool_size <= cache_size:
+        raise ValueError(f"pool_size {settings.pool_size} must exceed the cache ({cache_size})")
+    jwk, aud, iss = key.public_jwk(), issuer.audience, issuer.issuer
+    guarded, guarded_nocache = apps.guarded_app(guard), apps.guarded_app(guard_nocache)
+    hit = [request_headers(repeated)]
+    pyjwt_app = apps.pyjwt_app(guard, jwk, audience=aud, issuer=iss)
+    jose_app = apps.jose_app(guard, jwk, audience=aud, issuer=iss)
+    sub0 = "bench-0"
+    variants: list[Variant] = [
+        FloorVariant(private.public_key(), repeated),
+        RequestVariant("unprotected", apps.unprotected_app(guard), pool_headers, first_sub=None),
+        RequestVariant("noop", apps.noop_app(guard), pool_headers, first_sub=None),
+        RequestVariant("require_user_new", guarded, pool_headers, first_sub=sub0),
+        RequestVariant("require_user_hit", apps.guarded_app(guard), hit, first_sub="bench-repeat"),
+        RequestVariant("require_user_nocache", guarded_nocache, pool_headers, first_sub=sub0),
+        RequestVariant("pyjwt", pyjwt_app, pool_headers, first_sub=sub0),
+        RequestVariant("jose", jose_app, pool_headers, first_sub=sub0),
+    ]
+    assert [v.name for v in variants] == [name for name, _, _ in VARIANTS]
+    notes = {
+        "token_cache_size": cache_size,
+        "new_token_method": (
+            f"{settings.pool_size} distinct pre-minted tokens cycled in order, guard built with "
+            f"the default token_cache_size={cache_size}: every request is a cache miss "
+            "(verify + cache put + LRU eviction)"
+        ),
+        "token_bytes": len(repeated),
+        "pyjwt_key": "pre-loaded once with jwt.PyJWK(jwk).key (best case, no PyJWKClient)",
+    }
+    return _Setup(variants, [guard, guard_nocache], [guarded, guarded_nocache], notes)
+
+
+async def _sanity_checks(variants: Sequence[Variant], settings: Settings) -> None:
+    """Untimed: right body for a good token, 401 for a tampered one, then warm-up batches."""
+    for variant in variants:
+        if not isinstance(variant, RequestVariant):
+            continue
+        headers = variant.headers[0]
+        token = dict(headers)[b"authorization"].decode("ascii").removeprefix("Bearer ")
+        await _check(variant, headers, status=200, sub=variant.first_sub or "anonymous")
+        if variant.first_sub is not None:  # a protected route must refuse bad credentials
+            await _check(variant, request_headers(_tamper(token)), status=401, sub=None)
+            await _check(variant, request_headers(None), status=401, sub=None)
+    for variant in variants:
+        await variant.batch(settings.warmup)
+
+
+# -- measurement -------------------------------------------------------------------------------
+
+
+async def _measure(variants: Sequence[Variant], settings: Settings) -> dict[str, list[float]]:
+    samples: dict[str, list[float]] = {v.name: [] for v in variants}
+    count = len(variants)
+    for r in range(settings.rounds):
+        shift = r % count
+        for variant in [*variants[shift:], *variants[:shift]]:
+            n = settings.floor_batch if variant.name == "floor" else settings.batch
+            samples[variant.name].append(await variant.batch(n))
+    return samples
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for dist in ("fastapi", "starlette", "pydantic", "PyJWT", "python-jose", "cryptography"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "?"
+    return versions
+
+
+def _results(samples: dict[str, list[float]], settings: Settings, notes: dict[str, Any],
+             elapsed: float) -> dict[str, Any]:  # fmt: skip
+    median = {name: statistics.median(values) for name, values in samples.items()}
+    floor = median["floor"]
+    base = median["unprotected"]
+    variants = []
+    added: dict[str, float] = {}
+    paired: dict[str, float] = {}
+    for name, label, role in VARIANTS:
+        values = samples[name]
+        q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (values[0],) * 3
+        entry: dict[str, Any] = {
+            "name": name,
+            "label": label,
+            "role": role,
+            "median_us": median[name] * 1e6,
+            "q1_us": q1 * 1e6,
+            "q3_us": q3 * 1e6,
+            "floors": median[name] / floor,
+            "added_floors": None,
+            "added_floors_paired": None,
+        }
+        if role not in ("floor", "request"):
+            added[name] = (median[name] - base) / floor
+            # Cross-check: the same difference taken within each round, then the median.
+            diffs = [v - b for v, b in zip(values, samples["unprotected"], strict=True)]
+            paired[name] = statistics.median(diffs) / floor
+            entry["added_floors"], entry["added_floors_paired"] = added[name], paired[name]
+        variants.append(entry)
+    leads: dict[str, dict[str, float | None]] = {}
+    for ours in ("require_user_new", "require_user_hit"):
+        leads[ours] = {}
+        for baseline in ("pyjwt", "jose"):
+            leads[ours][baseline] = added[baseline] / added[ours] if added[ours] > 0 else None
+    targets = [
+        _target("require_user new-token", added["require_user_new"], 3.0, ""),
+        _target("require_user cache-hit", added["require_user_hit"], 1.5, " (about 1)"),
+    ]
+    return {
+        "settings": asdict(settings),
+        "versions": _versions(),
+        "notes": notes,
+        "method": (
+            "in-process ASGI calls (no client, no socket) in one asyncio loop; round-robin over "
+            "variants with a rotating start, one batch per variant per round; median per variant "
+            "of per-round means; added = variant median - unprotected median (targets and leads "
+            "use this); added_paired = median over rounds of (variant - unprotected) in the same "
+            "round, a cross-check; all in floors"
+        ),
+        "elapsed_s": elapsed,
+        "floor_us": floor * 1e6,
+        "unprotected_floors": base / floor,
+        "variants": variants,
+        "added_floors": added,
+        "added_floors_paired": paired,
+        "leads": leads,
+        "targets": targets,
+        "all_ok": all(t["ok"] for t in targets),
+    }
+
+
+def _target(name: str, value: float, limit: float, hint: str) -> dict[str, Any]:
+    ok = value <= limit
+    return {
+        "name": name,
+        "limit_floors": limit,
+        "value_floors": value,
+        "ok": ok,
+        "line": f"target {name} <= {limit:.1f} floors{hint}: {value:.2f} {'OK' if ok else 'MISS'}",
+    }
+
+
+async def run_async(settings: Settings) -> dict[str, Any]:
+    """Measure everything in the running loop; raises :class:`BadResponse` on any non-200."""
+    started = time.perf_counter()
+    setup = _build(settings)
+    async with AsyncExitStack() as stack:
+        for app in setup.guard_apps:  # starts each guard: discovery + JWKS warm before timing
+            await stack.enter_async_context(app.router.lifespan_context(app))
+        for guard in setup.guards:
+            if not guard.keys.keys:
+                raise BadResponse("the guard has no keys after start-up")
+        await _sanity_checks(setup.variants, settings)
+        gc.collect()
+        gc.freeze()
+        try:
+            samples = await _measure(setup.variants, settings)
+        finally:
+            gc.unfreeze()
+    return _results(samples, settings, setup.notes, time.perf_counter() - started)
+
+
+def run(quick: bool = True, rounds: int | None = None) -> dict[str, Any]:
+    """Run the benchmark in a fresh event loop and return the results (see ``--json``).
+
+    Raises :class:`benchmarks.asgi.BadResponse` if any measured response was not a 200.
+    Never asserts on absolute times: ``results["targets"]`` carry ratios and OK/MISS.
+    """
+    return asyncio.run(run_async(settings_for(quick=quick, rounds=rounds)))
