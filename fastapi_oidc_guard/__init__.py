@@ -49,12 +49,15 @@ from .guard import OIDCGuard
 from .jwks import KeySet, RemoteKeySet, StaticKeySet
 from .models import ProviderMetadata, SessionData, TokenSet, User
 from .sessions.base import SessionBackend
+from .sessions.cookie import CookieSessionBackend
+from .sessions.memory import MemorySessionBackend
 from .verify import TokenVerifier
 
 __all__ = [
     "AccessDenied",
     "ClaimError",
     "ConfigurationError",
+    "CookieSessionBackend",
     "DiscoveryError",
     "ExpiredToken",
     "GuardConfig",
@@ -70,6 +73,7 @@ __all__ = [
     "LoginRedirect",
     "LoginRequired",
     "MalformedToken",
+    "MemorySessionBackend",
     "NotAuthenticated",
     "OIDCGuard",
     "OIDCGuardError",

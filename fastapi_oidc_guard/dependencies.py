@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import functools
 import re
-from urllib.parse import urlencode
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 from fastapi import Depends, Request
 

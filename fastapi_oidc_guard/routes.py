@@ -192,6 +192,7 @@ def build_router(guard: OIDCGuard) -> APIRouter:
             last_active=now,
         )
         guard.check_access_token_format(tokens, expected_audience=txn.audience)
+        await sessions.get(request.scope)  # a previous session is replaced, not left behind
         sessions.set(request.scope, session)
         return RedirectResponse(txn.return_to, status_code=302)
 

@@ -89,7 +89,31 @@ def test_loopback_http_issuer_is_allowed(issuer: str) -> None:
 
 
 def test_single_secret_string_is_accepted() -> None:
-    assert OIDCGuard(issuer=ISSUER, session_secret="s" * 32).config.session_secret == ("s" * 32,)
+    guard = OIDCGuard(issuer=ISSUER, session_secret="s" * 32, client_id="c",
+                      base_url="https://app.example.com")  # fmt: skip
+    assert guard.config.session_secret == ("s" * 32,)
+
+
+@pytest.mark.parametrize(
+    ("settings", "missing"),
+    [
+        pytest.param({"base_url": "https://app.example.com"}, "OIDC_CLIENT_ID, OIDC_SESSION_SECRET",
+                     id="base-url-only"),
+        pytest.param({"session_secret": "s" * 32, "client_id": "c"}, "OIDC_BASE_URL",
+                     id="no-base-url"),
+    ],
+)  # fmt: skip
+def test_partial_login_settings_name_what_is_missing(
+    settings: dict[str, str], missing: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=missing):
+        GuardConfig(issuer=ISSUER, **settings)  # type: ignore[arg-type]
+
+
+def test_same_site_none_needs_https() -> None:
+    with pytest.raises(ConfigurationError, match="Secure"):
+        GuardConfig(issuer=ISSUER, client_id="c", session_secret=("s" * 32,),
+                    base_url="http://127.0.0.1:8000", cookie_same_site="none")  # fmt: skip
 
 
 def test_unknown_setting_is_refused() -> None:

@@ -113,8 +113,9 @@ def test_code_reused(client: TestClient, issuer: FakeIssuer) -> None:
     callback = authorize(client, issuer)
     state = parse_qs(urlsplit(callback).query)["state"][0]
     txn_cookie = next(
-        (name, value) for name, value in client.cookies.items() if name.endswith(
-            __import__("hashlib").sha256(state.encode()).hexdigest()[:16])
+        (name, value)
+        for name, value in client.cookies.items()
+        if name.endswith(__import__("hashlib").sha256(state.encode()).hexdigest()[:16])
     )
     assert client.get(callback, follow_redirects=False).status_code == 302
     client.cookies.clear()

@@ -6,13 +6,15 @@ import fastapi_oidc_guard
 import fastapi_oidc_guard.testing
 
 EXPECTED = [
-    "AccessDenied", "ClaimError", "ConfigurationError", "DiscoveryError", "ExpiredToken",
-    "GuardConfig", "InsufficientScope", "InvalidAudience", "InvalidRequest", "InvalidSignature",
-    "InvalidToken", "InvalidUserClaims", "KeyNotFound", "KeySet", "KeySetUnavailable",
-    "LoginRequired", "MalformedToken", "NotAuthenticated", "OIDCGuard", "OIDCGuardError",
-    "ProviderMetadata", "RemoteKeySet", "StaticKeySet", "TemporarilyUnavailable", "TokenVerifier",
-    "UnsupportedAlgorithm", "UnusableKey", "User", "WrongTokenType", "get_guard", "optional_user",
-    "require_scopes", "require_user",
+    "AccessDenied", "ClaimError", "ConfigurationError", "CookieSessionBackend", "DiscoveryError",
+    "ExpiredToken", "GuardConfig", "InsufficientScope", "InvalidAudience", "InvalidRequest",
+    "InvalidSignature", "InvalidToken", "InvalidUserClaims", "KeyNotFound", "KeySet",
+    "KeySetUnavailable", "LoginRedirect", "LoginRequired", "MalformedToken",
+    "MemorySessionBackend", "NotAuthenticated", "OIDCGuard", "OIDCGuardError", "ProviderMetadata",
+    "RemoteKeySet", "SessionBackend", "SessionData", "StaticKeySet", "TemporarilyUnavailable",
+    "TokenRequestFailed", "TokenSet", "TokenVerifier", "UnsupportedAlgorithm", "UnusableKey",
+    "User", "WrongTokenType", "get_guard", "optional_user", "require_page_user", "require_scopes",
+    "require_user",
 ]  # fmt: skip
 
 
