@@ -68,3 +68,60 @@ def test_arbitrary_bearer_token(fuzz_client: TestClient, token: str) -> None:
         assert response.status_code == 200
     else:
         assert response.status_code in (401, 403), token
+
+
+_web_issuer = FakeIssuer(clock=FakeClock(1_800_000_000.0))
+COOKIE_CHARS = st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters=";,")
+
+
+@pytest.fixture(scope="module")
+def web_client() -> Iterator[TestClient]:
+    from .web import BASE_URL, web_app, web_guard
+
+    guard = web_guard(_web_issuer, _web_issuer.clock)  # type: ignore[arg-type]
+    with TestClient(web_app(guard), base_url=BASE_URL) as client:
+        yield client
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    cookies=st.dictionaries(
+        st.sampled_from(["oidc_session", "oidc_session.0", "oidc_session.1", "oidc_session.7",
+                         "oidc_session_txn_0123456789abcdef", "other"]),
+        st.one_of(st.text(alphabet=COOKIE_CHARS, max_size=400),
+                  st.builds(lambda s: "v1." + s, st.text(alphabet=B64, max_size=400))),
+        max_size=5,
+    )
+)  # fmt: skip
+def test_arbitrary_session_cookies(web_client: TestClient, cookies: dict[str, str]) -> None:
+    header = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    for path in ("/api/protected", "/auth/profile", "/page"):
+        response = web_client.get(path, headers={"Cookie": header}, follow_redirects=False)
+        assert response.status_code in (302, 401), (path, response.text)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    params=st.dictionaries(
+        st.sampled_from(["state", "code", "iss", "error", "error_description", "returnTo"]),
+        st.text(alphabet=HEADER_CHARS, max_size=200),
+        max_size=6,
+    )
+)
+def test_arbitrary_callback_and_login_parameters(
+    web_client: TestClient, params: dict[str, str]
+) -> None:
+    callback = web_client.get("/auth/callback", params=params, follow_redirects=False)
+    assert callback.status_code == 400
+    login = web_client.get("/auth/login", params=params, follow_redirects=False)
+    assert login.status_code in (302, 400)
+    if login.status_code == 302:
+        assert login.headers["location"].startswith(_web_issuer.issuer + "/authorize?")
+    logout = web_client.get("/auth/logout", params=params, follow_redirects=False)
+    assert logout.status_code == 302
+    assert logout.headers["location"].startswith("/")
+    assert not logout.headers["location"].startswith("//")

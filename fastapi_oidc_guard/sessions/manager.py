@@ -38,10 +38,11 @@ class SessionSlot:
 
 
 def _cookies_of(scope: MutableMapping[str, Any]) -> dict[str, str]:
-    for name, value in scope.get("headers", ()):
-        if name == b"cookie":
-            return cookie_parser(value.decode("latin-1"))
-    return {}
+    values = [value for name, value in scope.get("headers", ()) if name == b"cookie"]
+    if not values:
+        return {}
+    # HTTP/2 may split cookies over several headers: join them as one list.
+    return cookie_parser(b"; ".join(values).decode("latin-1"))
 
 
 class SessionManager:
