@@ -143,10 +143,10 @@ def _tamper(token: str) -> str:
 
 
 async def _check(
-    variant: RequestVariant, headers: Headers, *, status: int, sub: str | None
+    variant: RequestVariant, headers: Headers, *, status: tuple[int, ...], sub: str | None
 ) -> None:
     got, body = await variant.driver.get_body(headers)
-    if got != status:
+    if got not in status:
         raise BadResponse(f"{variant.name}: set-up check expected {status}, got {got}: {body!r}")
     if sub is not None and f'"sub":"{sub}"'.encode() not in body:
         raise BadResponse(f"{variant.name}: set-up check expected sub {sub!r}, got {body!r}")
@@ -217,10 +217,11 @@ async def _sanity_checks(variants: Sequence[Variant], settings: Settings) -> Non
             continue
         headers = variant.headers[0]
         token = dict(headers)[b"authorization"].decode("ascii").removeprefix("Bearer ")
-        await _check(variant, headers, status=200, sub=variant.first_sub or "anonymous")
+        await _check(variant, headers, status=(200,), sub=variant.first_sub or "anonymous")
         if variant.first_sub is not None:  # a protected route must refuse bad credentials
-            await _check(variant, request_headers(_tamper(token)), status=401, sub=None)
-            await _check(variant, request_headers(None), status=401, sub=None)
+            await _check(variant, request_headers(_tamper(token)), status=(401,), sub=None)
+            # (HTTPBearer answered 403 without credentials before FastAPI 0.122)
+            await _check(variant, request_headers(None), status=(401, 403), sub=None)
     for variant in variants:
         await variant.batch(settings.warmup)
 
