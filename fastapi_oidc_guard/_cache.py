@@ -1,4 +1,4 @@
-"""A bounded cache of verified access-token claims, keyed by SHA-256 of the token."""
+"""A bounded cache of verified access tokens, keyed by SHA-256 of the token."""
 
 from __future__ import annotations
 
@@ -6,11 +6,26 @@ import hashlib
 from collections import OrderedDict
 from typing import Any
 
-__all__ = ["VerifiedTokenCache"]
+__all__ = ["CacheEntry", "VerifiedTokenCache", "token_digest"]
+
+
+def token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+class CacheEntry:
+    """Verified claims, plus whatever the caller built from them (e.g. the user model)."""
+
+    __slots__ = ("built", "claims", "generation")
+
+    def __init__(self, generation: int, claims: dict[str, Any]) -> None:
+        self.generation = generation
+        self.claims = claims
+        self.built: object | None = None
 
 
 class VerifiedTokenCache:
-    """LRU of ``sha256(token) -> claims`` for at most ``size`` tokens.
+    """LRU of ``sha256(token) -> CacheEntry`` for at most ``size`` tokens.
 
     An entry is valid only for the key-set generation it was verified under, so a key rotation
     (or a removed key) purges it. Expiry is not decided here: callers re-run the clock checks on
@@ -18,29 +33,24 @@ class VerifiedTokenCache:
     """
 
     def __init__(self, size: int) -> None:
-        self._size = size
-        self._entries: OrderedDict[bytes, tuple[int, dict[str, Any]]] = OrderedDict()
+        self.size = size
+        self._entries: OrderedDict[bytes, CacheEntry] = OrderedDict()
 
-    def get(self, token: str, *, generation: int) -> dict[str, Any] | None:
-        if not self._size:
-            return None
-        key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        entry = self._entries.get(key)
+    def get(self, digest: bytes, *, generation: int) -> CacheEntry | None:
+        entry = self._entries.get(digest)
         if entry is None:
             return None
-        if entry[0] != generation:
-            del self._entries[key]
+        if entry.generation != generation:
+            del self._entries[digest]
             return None
-        self._entries.move_to_end(key)
-        return entry[1]
+        self._entries.move_to_end(digest)
+        return entry
 
-    def put(self, token: str, claims: dict[str, Any], *, generation: int) -> None:
-        if not self._size:
+    def put(self, digest: bytes, entry: CacheEntry) -> None:
+        if not self.size:
             return
-        key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        self._entries[key] = (generation, claims)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._size:
+        self._entries[digest] = entry
+        if len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
     def __len__(self) -> int:

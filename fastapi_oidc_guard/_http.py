@@ -28,21 +28,26 @@ def build_client(
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key in JSON object")
     return result
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+# One decoder for the process: json.loads(..., hooks) would build a new one on every call.
+_STRICT_DECODER = json.JSONDecoder(
+    object_pairs_hook=_reject_duplicates, parse_constant=_no_constants
+)
 
 
 def loads_strict(data: bytes | str) -> Any:
     """``json.loads`` that rejects duplicate keys and NaN/Infinity; raises ``ValueError``."""
-
-    def _no_constants(name: str) -> Any:
-        raise ValueError(f"non-standard JSON constant {name}")
-
-    return json.loads(data, object_pairs_hook=_reject_duplicates, parse_constant=_no_constants)
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    return _STRICT_DECODER.decode(text)
 
 
 async def fetch_json(

@@ -254,9 +254,13 @@ class OIDCGuard:
             )
 
     async def user_from_token(self, token: str) -> User:
-        """Verify a bearer access token and build the user model from its claims."""
-        claims = await self.verifier.verify_access_token(token)
-        return self.user_from_claims(claims)
+        """Verify a bearer access token and build the user model from its claims.
+
+        The validated model is cached with the verified token; each request gets its own
+        shallow copy, so a route that changes its user changes nobody else's.
+        """
+        user = await self.verifier.access_principal(token, self.user_from_claims)
+        return user.model_copy()
 
     def user_from_claims(self, claims: dict[str, Any]) -> User:
         """Validate verified claims against ``user_model``; failure is a 401, never a 500."""

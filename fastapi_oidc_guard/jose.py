@@ -9,9 +9,7 @@ Keys are parsed once per key-set fetch into ready verifier callables.
 
 from __future__ import annotations
 
-import base64
 import binascii
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +45,6 @@ __all__ = [
 if _jose_backends.RSAKey is not CryptographyRSAKey or _jose_backends.ECKey is not CryptographyECKey:
     raise ImportError("python-jose must use its cryptography backend: pip install cryptography")
 
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _MIN_RSA_BITS = 2048
 _KTY_OF_ALG = {
     "RS256": "RSA", "RS384": "RSA", "RS512": "RSA",
@@ -70,18 +67,27 @@ _PSS_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 Verifier = Callable[[bytes, bytes], bool]
 
 
+# base64url -> standard alphabet; "+", "/" and "=" in the input become "!" (invalid) so that
+# strict decoding rejects them.
+_TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/!!!")
+# With len % 4 == 2 (or 3), the last character carries only 2 (or 4) data bits; the others must be
+# zero for the encoding to be canonical: one token, one form.
+_CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
+_PADDING = {0: b"", 2: b"==", 3: b"="}
+
+
 def b64url_decode(segment: str) -> bytes:
     """Decode unpadded, canonical base64url; raise ``ValueError`` on anything else."""
-    if len(segment) % 4 == 1 or _B64URL.fullmatch(segment) is None:
+    remainder = len(segment) % 4
+    if remainder == 1 or not segment.isascii():
         raise ValueError("not base64url")
+    if remainder and segment[-1] not in _CANONICAL_LAST[remainder]:
+        raise ValueError("non-canonical base64url")
+    raw = segment.encode("ascii").translate(_TO_STANDARD) + _PADDING[remainder]
     try:
-        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return binascii.a2b_base64(raw, strict_mode=True)
     except binascii.Error as err:
         raise ValueError("not base64url") from err
-    # Reject non-canonical encodings (stray bits in the last character): one token, one form.
-    if base64.urlsafe_b64encode(data).rstrip(b"=") != segment.encode("ascii"):
-        raise ValueError("non-canonical base64url")
-    return data
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,9 @@ import hmac
 import logging
 import math
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from ._cache import VerifiedTokenCache
+from ._cache import CacheEntry, VerifiedTokenCache, token_digest
 from .errors import (
     ClaimError,
     ExpiredToken,
@@ -45,6 +45,7 @@ __all__ = [
 logger = logging.getLogger("fastapi_oidc_guard.verify")
 
 TokenKind = Literal["access", "id", "logout"]
+T = TypeVar("T")
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 _TYPS: dict[TokenKind, frozenset[str | None]] = {
@@ -229,16 +230,32 @@ class TokenVerifier:
 
     async def verify_access_token(self, token: str) -> dict[str, Any]:
         """Claims of a valid bearer access token for ``audience``; raises ``InvalidToken``."""
+        return (await self._access_entry(token)).claims
+
+    async def access_principal(self, token: str, build: Callable[[dict[str, Any]], T]) -> T:
+        """``build(claims)`` for a valid bearer token; the result is cached with the claims,
+        so a repeated token skips both verification and ``build`` (clock checks still run)."""
+        entry = await self._access_entry(token)
+        built = entry.built
+        if built is None:
+            built = entry.built = build(entry.claims)
+        return built  # type: ignore[return-value]
+
+    async def _access_entry(self, token: str) -> CacheEntry:
         if self.audience is None:
             raise InvalidToken("no audience configured (OIDC_AUDIENCE): bearer tokens refused")
         now = self._clock()
-        cached = self._cache.get(token, generation=self.keys.generation)
-        if cached is not None:
-            check_times(cached, now=now, leeway=self._leeway)
-            return cached
+        generation = self.keys.generation
+        digest = token_digest(token) if self._cache.size else b""
+        entry = self._cache.get(digest, generation=generation) if digest else None
+        if entry is not None:
+            check_times(entry.claims, now=now, leeway=self._leeway)
+            return entry
         claims = await self._verify(token, kind="access", audience=self.audience, now=now)
-        self._cache.put(token, claims, generation=self.keys.generation)
-        return claims
+        entry = CacheEntry(generation, claims)
+        if digest:
+            self._cache.put(digest, entry)
+        return entry
 
     async def verify_id_token(
         self, token: str, *, nonce: str | None, access_token: str | None = None
