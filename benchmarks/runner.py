@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from fastapi import FastAPI
 
-from fastapi_oidc_guard import OIDCGuard
+from fastapi_oidc_guard import OIDCGuard, SessionData, TokenSet
 from fastapi_oidc_guard.jose import b64url_decode
 from fastapi_oidc_guard.testing import FakeIssuer
 
@@ -68,6 +68,8 @@ VARIANTS: tuple[tuple[str, str, str], ...] = (
     ("require_user_new", "require_user, new token", "target"),
     ("require_user_hit", "require_user, repeated token (cache hit)", "target"),
     ("require_user_nocache", "require_user, new token, token_cache_size=0", "info"),
+    ("unprotected_web", "unprotected route, app with login (routes + middleware)", "info"),
+    ("require_user_session", "require_user, encrypted session cookie", "target"),
     ("pyjwt", "PyJWT + HTTPBearer, key pre-loaded", "baseline"),
     ("jose", "python-jose + HTTPBearer, naive (JWK per call)", "baseline"),
 )
@@ -160,7 +162,7 @@ class _Setup:
     notes: dict[str, Any]
 
 
-def _build(settings: Settings) -> _Setup:
+async def _build(settings: Settings) -> _Setup:
     issuer = FakeIssuer()
     key = issuer.signing_key
     private = key.private
@@ -180,6 +182,7 @@ def _build(settings: Settings) -> _Setup:
     cache_size = guard.config.token_cache_size
     if settings.pool_size <= cache_size:
         raise ValueError(f"pool_size {settings.pool_size} must exceed the cache ({cache_size})")
+    web_guard, session_headers, session_sub = await _session_setup(issuer)
     jwk, aud, iss = key.public_jwk(), issuer.audience, issuer.issuer
     guarded, guarded_nocache = apps.guarded_app(guard), apps.guarded_app(guard_nocache)
     hit = [request_headers(repeated)]
@@ -193,6 +196,15 @@ def _build(settings: Settings) -> _Setup:
         RequestVariant("require_user_new", guarded, pool_headers, first_sub=sub0),
         RequestVariant("require_user_hit", apps.guarded_app(guard), hit, first_sub="bench-repeat"),
         RequestVariant("require_user_nocache", guarded_nocache, pool_headers, first_sub=sub0),
+        RequestVariant(
+            "unprotected_web", apps.unprotected_app(web_guard), session_headers, first_sub=None
+        ),  # fmt: skip
+        RequestVariant(
+            "require_user_session",
+            apps.guarded_app(web_guard),
+            session_headers,
+            first_sub=session_sub,
+        ),  # fmt: skip
         RequestVariant("pyjwt", pyjwt_app, pool_headers, first_sub=sub0),
         RequestVariant("jose", jose_app, pool_headers, first_sub=sub0),
     ]
@@ -206,8 +218,41 @@ def _build(settings: Settings) -> _Setup:
         ),
         "token_bytes": len(repeated),
         "pyjwt_key": "pre-loaded once with jwt.PyJWK(jwk).key (best case, no PyJWKClient)",
+        "session_cookie_bytes": len(session_headers[0][0][1]),
     }
-    return _Setup(variants, [guard, guard_nocache], [guarded, guarded_nocache], notes)
+    session_app = variants[7]
+    assert isinstance(session_app, RequestVariant)
+    return _Setup(
+        variants, [guard, guard_nocache, web_guard], [guarded, guarded_nocache, session_app.app],
+        notes,
+    )  # fmt: skip
+
+
+async def _session_setup(issuer: FakeIssuer) -> tuple[OIDCGuard, list[Headers], str]:
+    """A guard with browser login and one realistic sealed session (ID token, JWT access
+    token, refresh token, profile claims) in its cookie."""
+    guard = OIDCGuard(
+        issuer=issuer.issuer, audience=issuer.audience, transport=issuer.transport,
+        client_id=issuer.client_id, client_secret=issuer.client_secret,
+        base_url="http://127.0.0.1:8000", session_secret="b" * 48,
+        session_touch_interval=86_400,
+    )  # fmt: skip
+    now = time.time()
+    user = {"sub": "bench-session", "name": "Bench User", "email": "bench@example.test",
+            "email_verified": True, "picture": "https://example.test/avatar.png",
+            "updated_at": int(now), "auth_time": int(now)}  # fmt: skip
+    session = SessionData(
+        id="bench-session-id", sub="bench-session", sid="sid-1", user=user,
+        id_token=issuer.mint_id_token(nonce="n", **user), refresh_token="r" * 43,
+        tokens={f"{issuer.audience}|openid profile email offline_access": TokenSet(
+            access_token=issuer.mint(sub="bench-session"), expires_at=now + 3600,
+            audience=issuer.audience, scope="openid profile email offline_access")},
+        created_at=now, last_active=now,
+    )  # fmt: skip
+    assert guard.sessions is not None
+    backend = guard.sessions.backend
+    value = await backend.save(session, expires_at=now + 86_400)
+    return guard, [[(b"cookie", f"oidc_session={value}".encode())]], "bench-session"
 
 
 async def _sanity_checks(variants: Sequence[Variant], settings: Settings) -> None:
@@ -216,10 +261,17 @@ async def _sanity_checks(variants: Sequence[Variant], settings: Settings) -> Non
         if not isinstance(variant, RequestVariant):
             continue
         headers = variant.headers[0]
-        token = dict(headers)[b"authorization"].decode("ascii").removeprefix("Bearer ")
         await _check(variant, headers, status=(200,), sub=variant.first_sub or "anonymous")
         if variant.first_sub is not None:  # a protected route must refuse bad credentials
-            await _check(variant, request_headers(_tamper(token)), status=(401,), sub=None)
+            sent = dict(headers)
+            if b"authorization" in sent:
+                token = sent[b"authorization"].decode("ascii").removeprefix("Bearer ")
+                bad = request_headers(_tamper(token))
+            else:  # a session cookie with one character changed
+                cookie = sent[b"cookie"].decode("ascii")
+                bad = [(b"cookie", (cookie[:-5] + ("A" if cookie[-5] != "A" else "B")
+                                    + cookie[-4:]).encode())]  # fmt: skip
+            await _check(variant, bad, status=(401,), sub=None)
             # (HTTPBearer answered 403 without credentials before FastAPI 0.122)
             await _check(variant, request_headers(None), status=(401, 403), sub=None)
     for variant in variants:
@@ -287,6 +339,12 @@ def _results(samples: dict[str, list[float]], settings: Settings, notes: dict[st
     targets = [
         _target("require_user new-token", added["require_user_new"], 3.0, ""),
         _target("require_user cache-hit", added["require_user_hit"], 1.5, " (about 1)"),
+        _target(
+            "require_user session cookie (over the same app's unprotected route)",
+            added["require_user_session"] - added["unprotected_web"],
+            1.5,
+            "",
+        ),  # fmt: skip
     ]
     return {
         "settings": asdict(settings),
@@ -325,7 +383,7 @@ def _target(name: str, value: float, limit: float, hint: str) -> dict[str, Any]:
 async def run_async(settings: Settings) -> dict[str, Any]:
     """Measure everything in the running loop; raises :class:`BadResponse` on any non-200."""
     started = time.perf_counter()
-    setup = _build(settings)
+    setup = await _build(settings)
     async with AsyncExitStack() as stack:
         for app in setup.guard_apps:  # starts each guard: discovery + JWKS warm before timing
             await stack.enter_async_context(app.router.lifespan_context(app))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from pydantic import ValidationError
 
+from .._cache import token_digest
 from ..models import SessionData
 from .sealing import Sealer
 
@@ -13,21 +16,38 @@ PURPOSE = "session"
 
 
 class CookieSessionBackend:
-    """Stateless: nothing is stored server-side; the sealed value carries its own expiry."""
+    """Stateless: nothing is stored server-side; the sealed value carries its own expiry.
+
+    Opened sessions are kept in a small LRU keyed by SHA-256 of the cookie value (it is
+    content-addressed: a changed session is a different value), so a browser's repeated
+    requests skip decryption and parsing; the session manager still checks expiry each time.
+    """
 
     stateful = False
 
-    def __init__(self, sealer: Sealer) -> None:
+    def __init__(self, sealer: Sealer, *, cache_size: int = 1024) -> None:
         self._sealer = sealer
+        self._cache_size = cache_size
+        self._cache: OrderedDict[bytes, SessionData] = OrderedDict()
 
     async def load(self, cookie_value: str) -> SessionData | None:
+        digest = token_digest(cookie_value)
+        cached = self._cache.get(digest)
+        if cached is not None:
+            self._cache.move_to_end(digest)
+            return cached
         payload = self._sealer.open(cookie_value, purpose=PURPOSE)
         if not isinstance(payload, dict):
             return None
         try:
-            return SessionData.model_validate(payload)
+            session = SessionData.model_validate(payload)
         except ValidationError:
             return None
+        if self._cache_size:
+            self._cache[digest] = session
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return session
 
     async def save(self, session: SessionData, *, expires_at: float) -> str:
         payload = session.model_dump(mode="json", exclude_defaults=True)
