@@ -198,13 +198,13 @@ async def _build(settings: Settings) -> _Setup:
         RequestVariant("require_user_nocache", guarded_nocache, pool_headers, first_sub=sub0),
         RequestVariant(
             "unprotected_web", apps.unprotected_app(web_guard), session_headers, first_sub=None
-        ),  # fmt: skip
+        ),
         RequestVariant(
             "require_user_session",
             apps.guarded_app(web_guard),
             session_headers,
             first_sub=session_sub,
-        ),  # fmt: skip
+        ),
         RequestVariant("pyjwt", pyjwt_app, pool_headers, first_sub=sub0),
         RequestVariant("jose", jose_app, pool_headers, first_sub=sub0),
     ]
@@ -344,7 +344,7 @@ def _results(samples: dict[str, list[float]], settings: Settings, notes: dict[st
             added["require_user_session"] - added["unprotected_web"],
             1.5,
             "",
-        ),  # fmt: skip
+        ),
     ]
     return {
         "settings": asdict(settings),
