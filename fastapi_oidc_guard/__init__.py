@@ -14,11 +14,14 @@ async def protected(user: User = Depends(require_user)):
 
 from .config import GuardConfig
 from .dependencies import (
+    access_token,
+    client_credentials_token,
     get_guard,
     optional_user,
     require_page_user,
     require_scopes,
     require_user,
+    userinfo,
 )
 from .errors import (
     AccessDenied,
@@ -37,6 +40,7 @@ from .errors import (
     LoginRedirect,
     LoginRequired,
     MalformedToken,
+    NoRefreshToken,
     NotAuthenticated,
     OIDCGuardError,
     TemporarilyUnavailable,
@@ -47,7 +51,7 @@ from .errors import (
 )
 from .guard import OIDCGuard
 from .jwks import KeySet, RemoteKeySet, StaticKeySet
-from .models import ProviderMetadata, SessionData, TokenSet, User
+from .models import AccessToken, ProviderMetadata, SessionData, TokenSet, User
 from .sessions.base import SessionBackend
 from .sessions.cookie import CookieSessionBackend
 from .sessions.memory import MemorySessionBackend
@@ -55,6 +59,7 @@ from .verify import TokenVerifier
 
 __all__ = [
     "AccessDenied",
+    "AccessToken",
     "ClaimError",
     "ConfigurationError",
     "CookieSessionBackend",
@@ -74,6 +79,7 @@ __all__ = [
     "LoginRequired",
     "MalformedToken",
     "MemorySessionBackend",
+    "NoRefreshToken",
     "NotAuthenticated",
     "OIDCGuard",
     "OIDCGuardError",
@@ -90,11 +96,14 @@ __all__ = [
     "UnusableKey",
     "User",
     "WrongTokenType",
+    "access_token",
+    "client_credentials_token",
     "get_guard",
     "optional_user",
     "require_page_user",
     "require_scopes",
     "require_user",
+    "userinfo",
 ]
 
 __version__ = "0.1.0"

@@ -15,13 +15,22 @@ from urllib.parse import urlencode
 
 from fastapi import Depends, Request
 
-from .errors import InsufficientScope, LoginRedirect, NotAuthenticated
-from .models import User
+from .errors import InsufficientScope, InvalidToken, LoginRedirect, NotAuthenticated
+from .models import AccessToken, User
 
 if TYPE_CHECKING:
     from .guard import OIDCGuard
 
-__all__ = ["get_guard", "optional_user", "require_page_user", "require_scopes", "require_user"]
+__all__ = [
+    "access_token",
+    "client_credentials_token",
+    "get_guard",
+    "optional_user",
+    "require_page_user",
+    "require_scopes",
+    "require_user",
+    "userinfo",
+]
 
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6750 scope-token
 
@@ -95,3 +104,74 @@ def require_scopes(*scopes: str) -> Callable[..., Awaitable[User]]:
 
     dependency.__name__ = f"require_scopes({', '.join(required)})"
     return dependency
+
+
+def access_token(
+    audience: str | None = None, *, scope: str | None = None, min_ttl: float = 60.0
+) -> Callable[..., Awaitable[AccessToken]]:
+    """A dependency giving the signed-in user's access token for ``audience``.
+
+    ``audience`` defaults to ``OIDC_AUDIENCE``. The token is refreshed with the session's refresh
+    token when it expires within ``min_ttl`` seconds (single flight per session), and the new
+    tokens are saved in the session. Memoised: the same arguments return the same object, so
+    ``app.dependency_overrides[access_token(audience="x")]`` works.
+
+    An opaque (non-JWT) token logs a warning once per process: see "Calling your own API".
+    """
+    return _access_token(audience, scope, float(min_ttl))
+
+
+@functools.cache
+def _access_token(
+    audience: str | None, scope: str | None, min_ttl: float
+) -> Callable[..., Awaitable[AccessToken]]:
+    async def dependency(request: Request) -> AccessToken:
+        guard = get_guard(request)
+        return await guard.access_token_for(
+            request, audience=audience or guard.config.audience, scope=scope, min_ttl=min_ttl
+        )
+
+    dependency.__name__ = f"access_token({audience!r}, scope={scope!r})"
+    return dependency
+
+
+def client_credentials_token(
+    audience: str | None = None, *, scope: str | None = None, min_ttl: float = 60.0
+) -> Callable[..., Awaitable[AccessToken]]:
+    """A dependency giving the app's own token (client credentials grant) for ``audience``,
+    e.g. for a provider's management API. Cached in the process until ``min_ttl`` seconds
+    before expiry; concurrent renewals share one request. Memoised like :func:`access_token`."""
+    return _client_credentials_token(audience, scope, float(min_ttl))
+
+
+@functools.cache
+def _client_credentials_token(
+    audience: str | None, scope: str | None, min_ttl: float
+) -> Callable[..., Awaitable[AccessToken]]:
+    async def dependency(request: Request) -> AccessToken:
+        guard = get_guard(request)
+        return await guard.tokens.client_credentials(
+            audience=audience or guard.config.audience, scope=scope, min_ttl=min_ttl
+        )
+
+    dependency.__name__ = f"client_credentials_token({audience!r}, scope={scope!r})"
+    return dependency
+
+
+async def userinfo(request: Request) -> User:
+    """The signed-in user's full profile from the provider's userinfo endpoint (Clerk's
+    ``currentUser()``), as the guard's user model; cached per session for a minute. Its ``sub``
+    must equal the session's. Declare fields with ``Field(exclude=True)`` in your user model to
+    keep private ones out of what routes return."""
+    guard = get_guard(request)
+    session = await guard.session(request)
+    if session is None:
+        raise NotAuthenticated("userinfo needs a session")
+    sessions = guard.sessions
+    assert sessions is not None
+    claims = await guard.tokens.userinfo(
+        session, persist=lambda updated: sessions.set(request.scope, updated)
+    )
+    if claims.get("sub") != session.sub:
+        raise InvalidToken("userinfo sub does not match the session")
+    return guard.user_from_claims(claims)

@@ -22,6 +22,7 @@ Exception tree::
     │   └── InvalidUserClaims              claims do not validate against the user model
     ├── InsufficientScope                  insufficient_scope    403
     ├── LoginRequired                      login_required        401
+    │   └── NoRefreshToken                 expired token, no refresh token (offline_access)
     ├── TemporarilyUnavailable             temporarily_unavailable 503
     │   ├── DiscoveryError
     │   └── KeySetUnavailable
@@ -49,6 +50,7 @@ __all__ = [
     "LoginRedirect",
     "LoginRequired",
     "MalformedToken",
+    "NoRefreshToken",
     "NotAuthenticated",
     "OIDCGuardError",
     "TemporarilyUnavailable",
@@ -147,9 +149,20 @@ class InsufficientScope(OIDCGuardError):
 
 
 class LoginRequired(OIDCGuardError):
-    """The session cannot produce what was asked (e.g. refresh impossible): log in again."""
+    """The session cannot produce what was asked (e.g. refresh impossible): log in again.
+
+    ``end_session`` is true when the session is dead (the provider refused its refresh token).
+    """
 
     code = "login_required"
+
+    def __init__(self, message: str, *, end_session: bool = False) -> None:
+        super().__init__(message)
+        self.end_session = end_session
+
+
+class NoRefreshToken(LoginRequired):
+    """The access token expired and the session has no refresh token to renew it."""
 
 
 class TemporarilyUnavailable(OIDCGuardError):

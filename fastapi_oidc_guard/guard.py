@@ -14,11 +14,17 @@ from pydantic import ValidationError
 from ._http import build_client
 from .config import GuardConfig
 from .discovery import DiscoveryCache
-from .errors import ConfigurationError, InvalidToken, InvalidUserClaims, NotAuthenticated
+from .errors import (
+    ConfigurationError,
+    InvalidToken,
+    InvalidUserClaims,
+    LoginRequired,
+    NotAuthenticated,
+)
 from .flows import ClientCredentials
 from .http_errors import install_error_handlers
 from .jwks import RemoteKeySet
-from .models import SessionData, TokenSet, User
+from .models import AccessToken, SessionData, User
 from .sessions.base import SessionBackend
 from .sessions.cookie import CookieSessionBackend
 from .sessions.cookies import CookieSettings
@@ -26,6 +32,7 @@ from .sessions.manager import BeforeSave, SessionManager
 from .sessions.memory import MemorySessionBackend
 from .sessions.middleware import SessionMiddleware
 from .sessions.sealing import Sealer
+from .tokens import TokenService
 from .transactions import TransactionStore
 from .verify import TokenVerifier
 
@@ -104,7 +111,7 @@ class OIDCGuard:
             self._build_sessions(session_backend, before_session_saved)
         elif session_backend is not None:
             raise ConfigurationError("session_backend given but login is not configured")
-        self._warned_opaque = False
+        self.tokens = TokenService(self)
         if cfg.audience is None:
             logger.warning(
                 "OIDC_AUDIENCE is not set: bearer tokens will be refused, and access tokens "
@@ -239,19 +246,34 @@ class OIDCGuard:
             cache["user"] = user
         return user
 
+    async def access_token_for(
+        self,
+        request: Request,
+        *,
+        audience: str | None,
+        scope: str | None,
+        min_ttl: float = 60.0,
+    ) -> AccessToken:
+        """A fresh access token of the request's session for ``audience`` (refreshed if it
+        expires within ``min_ttl`` seconds). No session: 401; refresh impossible: 401
+        ``login_required`` (the session ends when the provider refused the refresh token)."""
+        sessions = self.sessions
+        session = await self.session(request)
+        if sessions is None or session is None:
+            raise NotAuthenticated("access token asked without a session")
+        try:
+            return await self.tokens.for_session(
+                session, audience=audience, scope=scope, min_ttl=min_ttl,
+                persist=lambda updated: sessions.set(request.scope, updated),
+            )  # fmt: skip
+        except LoginRequired as err:
+            if err.end_session:
+                sessions.end(request.scope)
+            raise
+
     def public_profile(self, user: User) -> dict[str, Any]:
         """What ``/auth/profile`` sends to the browser."""
         return user.model_dump(by_alias=True, exclude_none=True)
-
-    def check_access_token_format(self, tokens: TokenSet, *, expected_audience: str | None) -> None:
-        """Warn (once per process) when an access token meant for an API is not a JWT."""
-        if expected_audience and tokens.access_token.count(".") != 2 and not self._warned_opaque:
-            self._warned_opaque = True
-            logger.warning(
-                "the provider returned an opaque access token although audience %r was asked: "
-                "register the API at the provider and use its identifier as OIDC_AUDIENCE",
-                expected_audience,
-            )
 
     async def user_from_token(self, token: str) -> User:
         """Verify a bearer access token and build the user model from its claims.

@@ -18,6 +18,7 @@ from .errors import (
     InvalidToken,
     LoginRedirect,
     LoginRequired,
+    NoRefreshToken,
     NotAuthenticated,
     OIDCGuardError,
     TemporarilyUnavailable,
@@ -32,6 +33,11 @@ NOT_AUTHENTICATED_DESCRIPTION = "The user does not have an active session or is 
 _DESCRIPTIONS: dict[type[OIDCGuardError], tuple[int, str]] = {
     NotAuthenticated: (401, NOT_AUTHENTICATED_DESCRIPTION),
     InvalidToken: (401, "The access token is invalid or has expired"),
+    NoRefreshToken: (
+        401,
+        "The access token expired and the session has no refresh token: request the "
+        "offline_access scope at login, then log in again",
+    ),
     LoginRequired: (401, "The session cannot provide this token; the user must log in again"),
     InsufficientScope: (403, "The token does not grant the permissions this route requires"),
     TemporarilyUnavailable: (503, "The identity provider is temporarily unavailable"),

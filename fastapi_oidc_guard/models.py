@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ProviderMetadata", "SessionData", "TokenSet", "User"]
+__all__ = ["AccessToken", "ProviderMetadata", "SessionData", "TokenSet", "User"]
 
 
 class User(BaseModel):
@@ -85,6 +85,28 @@ class TokenSet(BaseModel):
     expires_at: float | None = None
     scope: str | None = None
     audience: str | None = None
+
+
+class AccessToken(BaseModel):
+    """What ``access_token(...)`` gives a route: a token to send to another API."""
+
+    model_config = ConfigDict(frozen=True)
+
+    token: str
+    token_type: str = "Bearer"
+    expires_at: float | None = None
+    scope: str | None = None
+    audience: str | None = None
+
+    @property
+    def is_jwt(self) -> bool:
+        """False for an opaque token (often: no audience was asked, see the docs)."""
+        return self.token.count(".") == 2
+
+    @property
+    def authorization(self) -> str:
+        """The ``Authorization`` header value, e.g. ``Bearer eyJ...``."""
+        return f"{self.token_type} {self.token}"
 
 
 class SessionData(BaseModel):

@@ -77,10 +77,6 @@ def session_claims(claims: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in claims.items() if k not in _PROTOCOL_CLAIMS}
 
 
-def _token_key(audience: str | None, scope: str | None) -> str:
-    return f"{audience or ''}|{scope or ''}"
-
-
 def build_router(guard: OIDCGuard) -> APIRouter:
     """The ``/auth/*`` router for ``guard`` (its prefix comes from the configuration)."""
     cfg = guard.config
@@ -187,11 +183,11 @@ def build_router(guard: OIDCGuard) -> APIRouter:
             user=session_claims(claims),
             id_token=id_token,
             refresh_token=refresh_token if isinstance(refresh_token, str) else None,
-            tokens={_token_key(txn.audience, txn.scope): tokens},
+            tokens={guard.tokens.key(txn.audience, None): tokens},  # the default token
             created_at=now,
             last_active=now,
         )
-        guard.check_access_token_format(tokens, expected_audience=txn.audience)
+        guard.tokens.diagnose(tokens.access_token, expected_audience=txn.audience)
         await sessions.get(request.scope)  # a previous session is replaced, not left behind
         sessions.set(request.scope, session)
         return RedirectResponse(txn.return_to, status_code=302)
@@ -220,6 +216,13 @@ def build_router(guard: OIDCGuard) -> APIRouter:
             post_logout_redirect_uri=base_url + return_to,
         )
         return RedirectResponse(url or return_to, status_code=302)
+
+    @router.get("/access-token")
+    async def access_token(request: Request) -> Response:
+        token = await guard.access_token_for(request, audience=cfg.audience, scope=None)
+        body = {"access_token": token.token, "token_type": token.token_type,
+                "expires_at": token.expires_at, "scope": token.scope}  # fmt: skip
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     @router.get("/profile")
     async def profile(request: Request) -> Response:

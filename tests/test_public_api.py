@@ -6,15 +6,16 @@ import fastapi_oidc_guard
 import fastapi_oidc_guard.testing
 
 EXPECTED = [
-    "AccessDenied", "ClaimError", "ConfigurationError", "CookieSessionBackend", "DiscoveryError",
-    "ExpiredToken", "GuardConfig", "InsufficientScope", "InvalidAudience", "InvalidRequest",
-    "InvalidSignature", "InvalidToken", "InvalidUserClaims", "KeyNotFound", "KeySet",
-    "KeySetUnavailable", "LoginRedirect", "LoginRequired", "MalformedToken",
-    "MemorySessionBackend", "NotAuthenticated", "OIDCGuard", "OIDCGuardError", "ProviderMetadata",
-    "RemoteKeySet", "SessionBackend", "SessionData", "StaticKeySet", "TemporarilyUnavailable",
-    "TokenRequestFailed", "TokenSet", "TokenVerifier", "UnsupportedAlgorithm", "UnusableKey",
-    "User", "WrongTokenType", "get_guard", "optional_user", "require_page_user", "require_scopes",
-    "require_user",
+    "AccessDenied", "AccessToken", "ClaimError", "ConfigurationError", "CookieSessionBackend",
+    "DiscoveryError", "ExpiredToken", "GuardConfig", "InsufficientScope", "InvalidAudience",
+    "InvalidRequest", "InvalidSignature", "InvalidToken", "InvalidUserClaims", "KeyNotFound",
+    "KeySet", "KeySetUnavailable", "LoginRedirect", "LoginRequired", "MalformedToken",
+    "MemorySessionBackend", "NoRefreshToken", "NotAuthenticated", "OIDCGuard", "OIDCGuardError",
+    "ProviderMetadata", "RemoteKeySet", "SessionBackend", "SessionData", "StaticKeySet",
+    "TemporarilyUnavailable", "TokenRequestFailed", "TokenSet", "TokenVerifier",
+    "UnsupportedAlgorithm", "UnusableKey", "User", "WrongTokenType", "access_token",
+    "client_credentials_token", "get_guard", "optional_user", "require_page_user",
+    "require_scopes", "require_user", "userinfo",
 ]  # fmt: skip
 
 

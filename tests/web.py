@@ -7,11 +7,22 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from fastapi_oidc_guard import OIDCGuard, User, optional_user, require_page_user, require_user
+from fastapi_oidc_guard import (
+    AccessToken,
+    OIDCGuard,
+    User,
+    access_token,
+    client_credentials_token,
+    optional_user,
+    require_page_user,
+    require_user,
+    userinfo,
+)
 from fastapi_oidc_guard.testing import FakeClock, FakeIssuer
 
 BASE_URL = "http://127.0.0.1:8000"
 SECRET = "s" * 40
+OTHER_API = "https://other-api.example.test"
 
 
 def web_guard(issuer: FakeIssuer, clock: FakeClock, **settings: Any) -> OIDCGuard:
@@ -56,5 +67,27 @@ def web_app(guard: OIDCGuard) -> FastAPI:
             session.model_copy(update={"user": {"sub": session.sub, "marker": "set"}}),
         )
         return JSONResponse({"changed": True})
+
+    @app.get("/api/token")
+    async def token(tok: AccessToken = Depends(access_token())) -> dict[str, Any]:
+        return {"token": tok.token, "audience": tok.audience, "expires_at": tok.expires_at}
+
+    @app.get("/api/token-other")
+    async def token_other(
+        tok: AccessToken = Depends(access_token(audience=OTHER_API)),
+    ) -> dict[str, Any]:
+        return {"token": tok.token, "audience": tok.audience}
+
+    @app.get("/api/token-own-response")
+    async def token_own_response(tok: AccessToken = Depends(access_token())) -> Response:
+        return JSONResponse({"token": tok.token})
+
+    @app.get("/api/m2m")
+    async def m2m(tok: AccessToken = Depends(client_credentials_token())) -> dict[str, Any]:
+        return {"token": tok.token}
+
+    @app.get("/api/userinfo")
+    async def profile(user: User = Depends(userinfo)) -> dict[str, Any]:
+        return user.claims
 
     return app

@@ -1,0 +1,273 @@
+"""Access tokens for other APIs: per-audience token sets in the session, refresh, and
+client-credentials tokens for machine-to-machine calls.
+
+Refresh is single flight per session in this process: concurrent requests of one user share one
+call to the token endpoint. Because refresh tokens rotate (and providers revoke the whole grant
+when a rotated one is used again), the outcome of a refresh is also remembered for a short while
+under the refresh token it spent: a request that still carries the old cookie (sent before the
+browser received the new one) gets the new tokens instead of spending the old token again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from . import flows
+from ._http import loads_strict
+from .errors import (
+    InvalidRequest,
+    InvalidToken,
+    LoginRequired,
+    NoRefreshToken,
+    TemporarilyUnavailable,
+    TokenRequestFailed,
+)
+from .models import AccessToken, SessionData, TokenSet
+
+if TYPE_CHECKING:
+    from .guard import OIDCGuard
+
+__all__ = ["TokenService", "token_key"]
+
+logger = logging.getLogger("fastapi_oidc_guard.tokens")
+
+_REMEMBER_REFRESH = 60.0
+_USERINFO_TTL = 60.0
+
+
+def token_key(audience: str | None, scope: str | None) -> str:
+    return f"{audience or ''}|{scope or ''}"
+
+
+def _fingerprint(refresh_token: str) -> str:
+    return hashlib.sha256(refresh_token.encode()).hexdigest()
+
+
+class TokenService:
+    """Gets fresh access tokens for a session or for the app itself (client credentials)."""
+
+    def __init__(self, guard: OIDCGuard) -> None:
+        self._guard = guard
+        self._clock = guard.config.clock
+        self._flights: dict[str, asyncio.Task[SessionData]] = {}
+        self._recent: OrderedDict[str, tuple[float, SessionData]] = OrderedDict()
+        self._machine: dict[str, TokenSet] = {}
+        self._machine_flights: dict[str, asyncio.Task[TokenSet]] = {}
+        self._userinfo: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        #: Number of refresh-token grants sent (for tests and metrics).
+        self.refresh_count = 0
+        self._warned_opaque = False
+
+    def key(self, audience: str | None, scope: str | None) -> str:
+        """Where a session keeps the tokens for ``audience``/``scope`` (default: login scope)."""
+        return token_key(audience, scope or self._guard.config.scope)
+
+    # -- user tokens --------------------------------------------------------------------------
+
+    async def for_session(
+        self,
+        session: SessionData,
+        *,
+        audience: str | None,
+        scope: str | None,
+        min_ttl: float,
+        persist: Callable[[SessionData], None],
+    ) -> AccessToken:
+        """A token for ``audience``/``scope`` valid for at least ``min_ttl`` seconds.
+
+        ``persist`` receives the updated session when a refresh happened.
+        """
+        key = self.key(audience, scope)
+        tokens = self._usable(session, key, min_ttl)
+        if tokens is None:
+            session = await self._refresh(session, audience=audience, scope=scope)
+            persist(session)
+            tokens = session.tokens.get(key)
+            if tokens is None:
+                raise LoginRequired("refresh did not produce a token for this audience")
+        result = AccessToken(
+            token=tokens.access_token, token_type=tokens.token_type,
+            expires_at=tokens.expires_at, scope=tokens.scope, audience=tokens.audience,
+        )  # fmt: skip
+        self.diagnose(result.token, expected_audience=audience)
+        return result
+
+    def _usable(self, session: SessionData, key: str, min_ttl: float) -> TokenSet | None:
+        tokens = session.tokens.get(key)
+        if tokens is None:
+            return None
+        if tokens.expires_at is not None and tokens.expires_at - self._clock() <= min_ttl:
+            return None
+        return tokens
+
+    async def _refresh(
+        self, session: SessionData, *, audience: str | None, scope: str | None
+    ) -> SessionData:
+        if not session.refresh_token:
+            raise NoRefreshToken("expired access token and no refresh token in the session")
+        fingerprint = _fingerprint(session.refresh_token)
+        recent = self._recent.get(fingerprint)
+        if recent is not None and self._clock() - recent[0] < _REMEMBER_REFRESH:
+            refreshed = recent[1]
+            if self.key(audience, scope) in refreshed.tokens:
+                return refreshed
+            session = refreshed  # same rotation, another audience: refresh again from here
+            fingerprint = _fingerprint(session.refresh_token or "")
+        flight = self._flights.get(fingerprint)
+        if flight is None or flight.done():
+            flight = asyncio.ensure_future(self._do_refresh(session, audience, scope))
+            self._flights[fingerprint] = flight
+            flight.add_done_callback(lambda _: self._flights.pop(fingerprint, None))
+        refreshed = await asyncio.shield(flight)
+        if self.key(audience, scope) not in refreshed.tokens:
+            return await self._refresh(refreshed, audience=audience, scope=scope)
+        return refreshed
+
+    async def _do_refresh(
+        self, session: SessionData, audience: str | None, scope: str | None
+    ) -> SessionData:
+        guard, cfg = self._guard, self._guard.config
+        assert session.refresh_token is not None
+        metadata = await guard.discovery.get()
+        data = {"grant_type": "refresh_token", "refresh_token": session.refresh_token,
+                **flows.audience_params(audience, cfg.audience_param)}  # fmt: skip
+        if scope:
+            data["scope"] = scope
+        self.refresh_count += 1
+        try:
+            document = await flows.token_request(
+                guard.http_client(), metadata, guard.credentials, data
+            )
+        except TokenRequestFailed as err:
+            if err.error == "invalid_grant":
+                raise LoginRequired(
+                    f"refresh refused ({err.error}): the session ended", end_session=True
+                ) from err
+            raise InvalidRequest(f"refresh refused: {err.error}") from err
+        now = self._clock()
+        tokens = flows.token_set(document, now=now, audience=audience, scope=scope)
+        key = self.key(audience, scope)
+        updates: dict[str, object] = {"tokens": {**session.tokens, key: tokens}}
+        rotated = document.get("refresh_token")
+        if isinstance(rotated, str) and rotated:
+            updates["refresh_token"] = rotated
+        id_token = document.get("id_token")
+        if isinstance(id_token, str):
+            try:
+                claims = await guard.verifier.verify_id_token(id_token, nonce=None)
+            except InvalidToken as err:
+                raise InvalidRequest(f"refreshed ID token rejected: {err}") from err
+            if claims.get("sub") != session.sub:
+                raise InvalidRequest("refreshed ID token is for another user")
+            updates["id_token"] = id_token
+        refreshed = session.model_copy(update=updates)
+        self._remember(_fingerprint(session.refresh_token), refreshed, now)
+        return refreshed
+
+    def _remember(self, fingerprint: str, session: SessionData, now: float) -> None:
+        self._recent[fingerprint] = (now, session)
+        while self._recent and (
+            len(self._recent) > 10_000 or now - next(iter(self._recent.values()))[0] > 60
+        ):
+            self._recent.popitem(last=False)
+
+    def diagnose(self, access_token: str, *, expected_audience: str | None) -> None:
+        """Warn once per process when an access token is opaque (the audience trap)."""
+        if access_token.count(".") == 2 or self._warned_opaque:
+            return
+        self._warned_opaque = True
+        if expected_audience:
+            logger.warning(
+                "access token for audience %r is opaque, not a JWT: the provider does not know "
+                "that API. Register it at the provider and use its identifier as the audience.",
+                expected_audience,
+            )
+        else:
+            logger.warning(
+                "the access token is opaque because no audience was asked: your API cannot "
+                "validate it. Set OIDC_AUDIENCE (or access_token(audience=...)) to your API's "
+                "identifier as registered at the provider."
+            )
+
+    # -- userinfo -----------------------------------------------------------------------------
+
+    async def userinfo(
+        self, session: SessionData, *, persist: Callable[[SessionData], None]
+    ) -> dict[str, Any]:
+        """The userinfo endpoint's claims for ``session``, cached per session for 60 s."""
+        now = self._clock()
+        cached = self._userinfo.get(session.id)
+        if cached is not None and now - cached[0] < _USERINFO_TTL:
+            return cached[1]
+        guard = self._guard
+        token = await self.for_session(
+            session, audience=guard.config.audience, scope=None, min_ttl=10, persist=persist
+        )
+        metadata = await guard.discovery.get()
+        if not metadata.userinfo_endpoint:
+            raise TemporarilyUnavailable("the provider has no userinfo_endpoint")
+        try:
+            response = await guard.http_client().get(
+                metadata.userinfo_endpoint, headers={"Authorization": token.authorization}
+            )
+        except httpx.HTTPError as err:
+            raise TemporarilyUnavailable(f"userinfo failed: {type(err).__name__}") from err
+        if response.status_code in (401, 403):
+            raise LoginRequired(f"userinfo refused the access token ({response.status_code})")
+        try:
+            claims = loads_strict(response.content) if response.status_code == 200 else None
+        except ValueError:
+            claims = None
+        if not isinstance(claims, dict):
+            raise TemporarilyUnavailable(f"userinfo answered {response.status_code}")
+        self._userinfo[session.id] = (now, claims)
+        while len(self._userinfo) > 10_000:
+            self._userinfo.popitem(last=False)
+        return claims
+
+    # -- machine-to-machine -------------------------------------------------------------------
+
+    async def client_credentials(
+        self, *, audience: str | None, scope: str | None, min_ttl: float
+    ) -> AccessToken:
+        """A client-credentials token for the app itself, cached until ``min_ttl`` before expiry."""
+        key = token_key(audience, scope)
+        tokens = self._machine.get(key)
+        if tokens is None or (
+            tokens.expires_at is not None and tokens.expires_at - self._clock() <= min_ttl
+        ):
+            flight = self._machine_flights.get(key)
+            if flight is None or flight.done():
+                flight = asyncio.ensure_future(self._fetch_machine(audience, scope))
+                self._machine_flights[key] = flight
+            tokens = await asyncio.shield(flight)
+        result = AccessToken(
+            token=tokens.access_token, token_type=tokens.token_type,
+            expires_at=tokens.expires_at, scope=tokens.scope, audience=tokens.audience,
+        )  # fmt: skip
+        self.diagnose(result.token, expected_audience=audience)
+        return result
+
+    async def _fetch_machine(self, audience: str | None, scope: str | None) -> TokenSet:
+        guard = self._guard
+        metadata = await guard.discovery.get()
+        data = {"grant_type": "client_credentials",
+                **flows.audience_params(audience, guard.config.audience_param)}  # fmt: skip
+        if scope:
+            data["scope"] = scope
+        try:
+            document = await flows.token_request(
+                guard.http_client(), metadata, guard.credentials, data
+            )
+        except TokenRequestFailed as err:
+            raise InvalidRequest(f"client credentials refused: {err.error}") from err
+        tokens = flows.token_set(document, now=self._clock(), audience=audience, scope=scope)
+        self._machine[token_key(audience, scope)] = tokens
+        return tokens
