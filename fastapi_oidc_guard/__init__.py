@@ -12,6 +12,15 @@ async def protected(user: User = Depends(require_user)):
     return {"userId": user.sub}
 """
 
+from .authorization import (
+    AuthState,
+    auth_state,
+    require_permissions,
+    require_roles,
+    require_rule,
+    require_scopes,
+    roles_of,
+)
 from .config import GuardConfig
 from .dependencies import (
     access_token,
@@ -19,7 +28,6 @@ from .dependencies import (
     get_guard,
     optional_user,
     require_page_user,
-    require_scopes,
     require_user,
     userinfo,
 )
@@ -60,6 +68,7 @@ from .verify import TokenVerifier
 __all__ = [
     "AccessDenied",
     "AccessToken",
+    "AuthState",
     "ClaimError",
     "ConfigurationError",
     "CookieSessionBackend",
@@ -97,12 +106,17 @@ __all__ = [
     "User",
     "WrongTokenType",
     "access_token",
+    "auth_state",
     "client_credentials_token",
     "get_guard",
     "optional_user",
     "require_page_user",
+    "require_permissions",
+    "require_roles",
+    "require_rule",
     "require_scopes",
     "require_user",
+    "roles_of",
     "userinfo",
 ]
 

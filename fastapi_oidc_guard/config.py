@@ -117,6 +117,7 @@ class GuardConfig:
     audience_param: AudienceParam = "both"
     token_endpoint_auth: ClientAuth = "client_secret_basic"
     default_return_to: str = "/"
+    roles_claim: str = "roles"
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def __post_init__(self) -> None:

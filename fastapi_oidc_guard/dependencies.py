@@ -8,12 +8,12 @@ they find the guard through the request's app (set by ``OIDCGuard.install``). Th
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-from fastapi import Depends, Request
+from fastapi import Request
+from fastapi.security import SecurityScopes
 
 from .errors import InsufficientScope, InvalidToken, LoginRedirect, NotAuthenticated
 from .models import AccessToken, User
@@ -27,13 +27,9 @@ __all__ = [
     "get_guard",
     "optional_user",
     "require_page_user",
-    "require_scopes",
     "require_user",
     "userinfo",
 ]
-
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6750 scope-token
-
 
 def get_guard(request: Request) -> OIDCGuard:
     """The guard installed on the request's app; a clear error if ``install`` was not called."""
@@ -45,14 +41,21 @@ def get_guard(request: Request) -> OIDCGuard:
     return guard
 
 
-async def require_user(request: Request) -> User:
+async def require_user(request: Request, security_scopes: SecurityScopes) -> User:
     """The authenticated user, or 401 JSON.
 
     With an ``Authorization`` header, that header is the only credential looked at: it must be
     ``Bearer <JWT>`` valid for the configured issuer and audience. The user is an instance of the
-    guard's ``user_model`` (``User`` by default).
+    guard's ``user_model`` (``User`` by default). ``Security(require_user, scopes=[...])`` also
+    requires those scopes (403 ``insufficient_scope`` otherwise).
     """
-    return await get_guard(request).authenticate(request)
+    user = await get_guard(request).authenticate(request)
+    if security_scopes.scopes:
+        missing = [s for s in security_scopes.scopes if s not in user.scopes]
+        if missing:
+            required = tuple(security_scopes.scopes)
+            raise InsufficientScope(f"missing scopes {missing}", required=required)
+    return user
 
 
 async def require_page_user(request: Request) -> User:
@@ -82,28 +85,6 @@ async def optional_user(request: Request) -> User | None:
         return await get_guard(request).authenticate(request)
     except NotAuthenticated:
         return None
-
-
-@functools.cache
-def require_scopes(*scopes: str) -> Callable[..., Awaitable[User]]:
-    """A dependency that requires an authenticated user holding every one of ``scopes``.
-
-    Memoised: the same scopes return the same object, so it can be a key of
-    ``app.dependency_overrides``. Scopes are read from the verified ``scope``/``scp`` claims;
-    a missing scope answers 403 ``insufficient_scope`` naming the required scopes.
-    """
-    required = tuple(scopes)
-    if not required or any(not _SCOPE_TOKEN.fullmatch(s) for s in required):
-        raise ValueError("require_scopes needs scope names made of RFC 6750 scope characters")
-
-    async def dependency(user: User = Depends(require_user)) -> User:
-        missing = [scope for scope in required if scope not in user.scopes]
-        if missing:
-            raise InsufficientScope(f"missing scopes {missing}", required=required)
-        return user
-
-    dependency.__name__ = f"require_scopes({', '.join(required)})"
-    return dependency
 
 
 def access_token(

@@ -202,10 +202,13 @@ class OIDCGuard:
     def install(self, app: FastAPI) -> None:
         """Attach the guard to ``app``: dependencies find it there; error handlers; and, when
         login is configured, the ``/auth`` routes and the session middleware."""
+        from .openapi import install_openapi
         from .routes import build_router
 
         app.state.oidc_guard = self
         install_error_handlers(app)
+        cfg = self.config
+        install_openapi(app, issuer=cfg.issuer, client_id=cfg.client_id, scope=cfg.scope)
         if self.sessions is not None:
             app.include_router(build_router(self))
             app.add_middleware(SessionMiddleware, manager=self.sessions)
@@ -242,7 +245,12 @@ class OIDCGuard:
         cache = self.sessions.slot(request.scope).cache
         user: User | None = cache.get("user")
         if user is None:
-            user = self.user_from_claims(session.user)
+            claims = session.user
+            default = session.tokens.get(self.tokens.key(self.config.audience, None))
+            if "scope" not in claims and default is not None and default.scope:
+                # Session users' scopes: those granted with the session's default access token.
+                claims = {**claims, "scope": default.scope}
+            user = self.user_from_claims(claims)
             cache["user"] = user
         return user
 

@@ -1,0 +1,158 @@
+"""Checks beyond authentication: scopes, permissions, roles, custom rules, and ``auth_state``.
+
+Every check runs on a user built from *verified* claims (``require_user`` first), so a forged
+token with the right scopes is a 401, never a 403. Missing rights answer 403
+``insufficient_scope`` with ``WWW-Authenticate: Bearer error="insufficient_scope", scope="..."``.
+
+Where the rights come from:
+
+- scopes: the ``scope`` (space-delimited) and ``scp`` (array or string) claims of a bearer token;
+  for a session user, the ``scope`` granted with the session's default access token;
+- permissions: the ``permissions`` array claim (Auth0's RBAC);
+- roles: the claim named by ``roles_claim`` (default ``roles``; namespaced claims such as
+  ``https://example.com/roles`` work), an array or a space-delimited string.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Literal
+
+from fastapi import Depends, Request
+from pydantic import BaseModel, ConfigDict
+
+from .dependencies import get_guard, require_user
+from .errors import InsufficientScope, NotAuthenticated, OIDCGuardError
+from .models import User
+
+__all__ = [
+    "AuthState",
+    "auth_state",
+    "require_permissions",
+    "require_roles",
+    "require_rule",
+    "require_scopes",
+    "roles_of",
+]
+
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6750 scope-token
+Kind = Literal["scopes", "permissions", "roles"]
+UserDependency = Callable[..., Awaitable[User]]
+
+
+def _as_set(value: object) -> frozenset[str]:
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, list | tuple | set | frozenset):
+        return frozenset(v for v in value if isinstance(v, str))
+    return frozenset()
+
+
+def roles_of(user: User, claim: str = "roles") -> frozenset[str]:
+    """The user's roles from ``claim`` (array or space-delimited string)."""
+    return _as_set(user.claims.get(claim))
+
+
+def _granted(user: User, kind: Kind, roles_claim: str) -> frozenset[str]:
+    if kind == "scopes":
+        return user.scopes
+    if kind == "permissions":
+        return _as_set(user.permissions)
+    return roles_of(user, roles_claim)
+
+
+def _names(values: Iterable[str]) -> tuple[str, ...]:
+    names = tuple(values)
+    if not names or any(not _SCOPE_TOKEN.fullmatch(n) for n in names):
+        raise ValueError("rights must be one or more names made of RFC 6750 scope characters")
+    return names
+
+
+@functools.cache
+def _require(kind: Kind, names: tuple[str, ...], any_of: bool) -> UserDependency:
+    async def dependency(request: Request, user: User = Depends(require_user)) -> User:
+        granted = _granted(user, kind, get_guard(request).config.roles_claim)
+        ok = any(n in granted for n in names) if any_of else all(n in granted for n in names)
+        if not ok:
+            mode = "any of" if any_of else "all of"
+            raise InsufficientScope(f"{kind}: needs {mode} {list(names)}", required=names)
+        return user
+
+    dependency.__name__ = f"require_{kind}({', '.join(names)}{', any_of' if any_of else ''})"
+    dependency.oidc_guard_rights = (kind, names)  # type: ignore[attr-defined]  # read by openapi.py
+    return dependency
+
+
+def require_scopes(*scopes: str, any_of: bool = False) -> UserDependency:
+    """A dependency requiring all (or, with ``any_of=True``, any) of ``scopes``.
+
+    Memoised: the same arguments return the same object, so it can be a key of
+    ``app.dependency_overrides``. ``Security(require_user, scopes=[...])`` works too.
+    """
+    return _require("scopes", _names(scopes), any_of)
+
+
+def require_permissions(*permissions: str, any_of: bool = False) -> UserDependency:
+    """Like :func:`require_scopes`, for the ``permissions`` claim (e.g. Auth0 RBAC)."""
+    return _require("permissions", _names(permissions), any_of)
+
+
+def require_roles(*roles: str, any_of: bool = False) -> UserDependency:
+    """Like :func:`require_scopes`, for the roles claim (``roles_claim`` setting)."""
+    return _require("roles", _names(roles), any_of)
+
+
+@functools.cache
+def require_rule(rule: Callable[[User], bool], *, name: str | None = None) -> UserDependency:
+    """A dependency requiring ``rule(user)`` to be true (Clerk's ``has()``), e.g.::
+
+        def is_org_admin(user: User) -> bool:
+            return user.claims.get("org_role") == "admin"
+
+        @app.delete("/org")
+        async def delete_org(user: User = Depends(require_rule(is_org_admin))): ...
+
+    Memoised on ``rule`` (pass the same function object to override it in tests).
+    """
+    label = name or getattr(rule, "__name__", "rule")
+
+    async def dependency(user: User = Depends(require_user)) -> User:
+        if not rule(user):
+            raise InsufficientScope(f"rule {label} refused the user", required=())
+        return user
+
+    dependency.__name__ = f"require_rule({label})"
+    return dependency
+
+
+class AuthState(BaseModel):
+    """Who is calling, without ever raising (Clerk's ``auth()``).
+
+    ``error`` is the error code when credentials were present but refused (``invalid_token``)
+    or could not be checked (``temporarily_unavailable``).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    authenticated: bool
+    method: Literal["bearer", "session"] | None = None
+    user: User | None = None
+    scopes: frozenset[str] = frozenset()
+    error: str | None = None
+
+
+async def auth_state(request: Request) -> AuthState:
+    """The request's :class:`AuthState`; for routes that serve both users and anonymous callers."""
+    guard = get_guard(request)
+    method: Literal["bearer", "session"] = (
+        "bearer" if "authorization" in request.headers else "session"
+    )
+    try:
+        user = await guard.authenticate(request)
+    except NotAuthenticated:
+        return AuthState(authenticated=False)
+    except OIDCGuardError as err:
+        return AuthState(authenticated=False, method=method, error=err.code)
+    return AuthState(authenticated=True, method=method, user=user, scopes=user.scopes)
