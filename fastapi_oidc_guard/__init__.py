@@ -58,6 +58,7 @@ from .errors import (
     WrongTokenType,
 )
 from .guard import OIDCGuard
+from .issuers import TrustedIssuer
 from .jwks import KeySet, RemoteKeySet, StaticKeySet
 from .models import AccessToken, ProviderMetadata, SessionData, TokenSet, User
 from .sessions.base import SessionBackend
@@ -101,6 +102,7 @@ __all__ = [
     "TokenRequestFailed",
     "TokenSet",
     "TokenVerifier",
+    "TrustedIssuer",
     "UnsupportedAlgorithm",
     "UnusableKey",
     "User",

@@ -31,6 +31,7 @@ __all__ = [
     "userinfo",
 ]
 
+
 def get_guard(request: Request) -> OIDCGuard:
     """The guard installed on the request's app; a clear error if ``install`` was not called."""
     guard: OIDCGuard | None = getattr(request.app.state, "oidc_guard", None)

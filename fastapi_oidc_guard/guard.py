@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,7 +13,6 @@ from pydantic import ValidationError
 
 from ._http import build_client
 from .config import GuardConfig
-from .discovery import DiscoveryCache
 from .errors import (
     ConfigurationError,
     InvalidToken,
@@ -23,7 +22,7 @@ from .errors import (
 )
 from .flows import ClientCredentials
 from .http_errors import install_error_handlers
-from .jwks import RemoteKeySet
+from .issuers import IssuerResolver, IssuerVerifiers, TrustedIssuer, build_issuer_stack
 from .models import AccessToken, SessionData, User
 from .sessions.base import SessionBackend
 from .sessions.cookie import CookieSessionBackend
@@ -34,7 +33,6 @@ from .sessions.middleware import SessionMiddleware
 from .sessions.sealing import Sealer
 from .tokens import TokenService
 from .transactions import TransactionStore
-from .verify import TokenVerifier
 
 __all__ = ["OIDCGuard", "parse_authorization"]
 
@@ -64,7 +62,9 @@ class OIDCGuard:
     ``transport`` or ``http_client`` replace the HTTP layer towards the provider (an in-process
     fake issuer in tests, a proxy-aware client in production). ``session_backend`` replaces the
     backend named by ``OIDC_SESSION_BACKEND``; ``before_session_saved`` shapes what a session
-    stores (e.g. drops large claims) each time it is saved.
+    stores (e.g. drops large claims) each time it is saved. ``trusted_issuers`` accepts bearer
+    tokens of more issuers (each with its own audience and keys); ``issuer_resolver`` decides
+    for unknown issuers at run time (multi-tenant apps).
     """
 
     def __init__(
@@ -76,6 +76,8 @@ class OIDCGuard:
         http_client: httpx.AsyncClient | None = None,
         session_backend: SessionBackend | None = None,
         before_session_saved: BeforeSave | None = None,
+        trusted_issuers: Iterable[TrustedIssuer] = (),
+        issuer_resolver: IssuerResolver | None = None,
         **settings: Any,
     ) -> None:
         if config is not None and settings:
@@ -86,21 +88,13 @@ class OIDCGuard:
         self._client: httpx.AsyncClient | None = http_client
         self._owns_client = http_client is None
         cfg = self.config
-        self.discovery = DiscoveryCache(
-            issuer=cfg.issuer, client=self.http_client, clock=cfg.clock,
-            max_age=cfg.discovery_max_age,
-        )  # fmt: skip
-        self.keys = RemoteKeySet(
-            jwks_uri=self._jwks_uri, client=self.http_client, clock=cfg.clock,
-            algorithms=cfg.algorithms, max_age=cfg.jwks_max_age,
-            min_max_age=cfg.jwks_min_max_age, max_max_age=cfg.jwks_max_max_age,
-            cooldown=cfg.jwks_cooldown, stale_limit=cfg.jwks_stale_limit,
-        )  # fmt: skip
-        self.verifier = TokenVerifier(
-            issuer=cfg.issuer, keys=self.keys, algorithms=cfg.algorithms, clock=cfg.clock,
-            leeway=cfg.leeway, audience=cfg.audience, client_id=cfg.client_id,
-            max_bytes=cfg.max_token_bytes, max_id_token_bytes=cfg.max_id_token_bytes,
-            cache_size=cfg.token_cache_size,
+        primary = build_issuer_stack(
+            cfg, issuer=cfg.issuer, audience=cfg.audience, client=self.http_client
+        )
+        self.discovery, self.keys, self.verifier = primary.discovery, primary.keys, primary.verifier
+        self.issuers = IssuerVerifiers(
+            cfg, primary, client=self.http_client, trusted=trusted_issuers,
+            resolver=issuer_resolver,
         )  # fmt: skip
         self.credentials = ClientCredentials(
             cfg.client_id or "", cfg.client_secret, auth=cfg.token_endpoint_auth
@@ -156,6 +150,8 @@ class OIDCGuard:
         http_client: httpx.AsyncClient | None = None,
         session_backend: SessionBackend | None = None,
         before_session_saved: BeforeSave | None = None,
+        trusted_issuers: Iterable[TrustedIssuer] = (),
+        issuer_resolver: IssuerResolver | None = None,
         **overrides: Any,
     ) -> OIDCGuard:
         """Build from the ``OIDC_*`` environment variables; keyword arguments win."""
@@ -163,6 +159,7 @@ class OIDCGuard:
         return cls(
             config=config, user_model=user_model, transport=transport, http_client=http_client,
             session_backend=session_backend, before_session_saved=before_session_saved,
+            trusted_issuers=trusted_issuers, issuer_resolver=issuer_resolver,
         )  # fmt: skip
 
     # -- HTTP client and lifecycle -----------------------------------------------------------
@@ -174,18 +171,17 @@ class OIDCGuard:
             self._owns_client = True
         return self._client
 
-    async def _jwks_uri(self) -> str:
-        return (await self.discovery.get()).jwks_uri
-
     async def start(self) -> None:
         """Open the HTTP client and warm discovery and keys (failures are logged, not raised)."""
         self.http_client()
-        await self.keys.warm()
+        for stack in self.issuers.stacks.values():
+            await stack.keys.warm()
 
     async def aclose(self) -> None:
         """Stop background refreshes and close the client if the guard created it."""
-        self.keys.close()
-        self.discovery.close()
+        for stack in self.issuers.all_stacks():
+            stack.keys.close()
+            stack.discovery.close()
         if self._client is not None and self._owns_client:
             await self._client.aclose()
             self._client = None
@@ -289,7 +285,8 @@ class OIDCGuard:
         The validated model is cached with the verified token; each request gets its own
         shallow copy, so a route that changes its user changes nobody else's.
         """
-        user = await self.verifier.access_principal(token, self.user_from_claims)
+        verifier = await self.issuers.for_token(token)
+        user = await verifier.access_principal(token, self.user_from_claims)
         return user.model_copy()
 
     def user_from_claims(self, claims: dict[str, Any]) -> User:

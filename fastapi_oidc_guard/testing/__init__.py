@@ -9,7 +9,15 @@ headers = {"Authorization": f"Bearer {issuer.mint(sub='alice')}"}
 
 from ._keys import SigningKey
 from .clock import FakeClock
-from .issuer import FakeIssuer, IssuerMode
+from .issuer import FakeIssuer, IssuerMode, combined_transport
 from .login import alogin, login
 
-__all__ = ["FakeClock", "FakeIssuer", "IssuerMode", "SigningKey", "alogin", "login"]
+__all__ = [
+    "FakeClock",
+    "FakeIssuer",
+    "IssuerMode",
+    "SigningKey",
+    "alogin",
+    "combined_transport",
+    "login",
+]

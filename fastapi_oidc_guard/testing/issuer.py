@@ -24,7 +24,7 @@ import httpx
 from ._keys import SigningKey, compact
 from ._oauth import AuthorizationServer
 
-__all__ = ["FakeIssuer", "IssuerMode"]
+__all__ = ["FakeIssuer", "IssuerMode", "combined_transport"]
 
 IssuerMode = Literal["up", "down", "error", "garbage", "empty"]
 
@@ -244,3 +244,21 @@ class FakeIssuer:
         body = json.dumps(document).encode()
         all_headers = {"content-type": "application/json", **(headers or {})}
         return httpx.Response(status, content=body, headers=all_headers)
+
+
+def combined_transport(*issuers: FakeIssuer) -> httpx.AsyncBaseTransport:
+    """One transport serving several fake issuers (routed by URL), e.g. for multi-issuer apps.
+
+    A request for any other host fails like an unreachable network and is counted in the first
+    issuer's ``requests["unrouted"]``, so tests can assert that no request left.
+    """
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        url = str(request.url)
+        for issuer in issuers:
+            if url.startswith(issuer.base + "/"):
+                return await issuer._handle(request)
+        issuers[0].requests["unrouted"] += 1
+        raise httpx.ConnectError(f"no fake issuer at {request.url.host}", request=request)
+
+    return httpx.MockTransport(handle)
