@@ -13,10 +13,10 @@ EXPECTED = [
     "MalformedToken", "MemorySessionBackend", "NoRefreshToken", "NotAuthenticated", "OIDCGuard",
     "OIDCGuardError", "ProviderMetadata", "RemoteKeySet", "SessionBackend", "SessionData",
     "StaticKeySet", "TemporarilyUnavailable", "TokenRequestFailed", "TokenSet", "TokenVerifier",
-    "UnsupportedAlgorithm", "UnusableKey", "User", "WrongTokenType", "access_token", "auth_state",
-    "client_credentials_token", "get_guard", "optional_user", "require_page_user",
-    "require_permissions", "require_roles", "require_rule", "require_scopes", "require_user",
-    "roles_of", "userinfo",
+    "TrustedIssuer", "UnsupportedAlgorithm", "UnusableKey", "User", "WrongTokenType",
+    "access_token", "auth_state", "client_credentials_token", "get_guard", "optional_user",
+    "require_page_user", "require_permissions", "require_roles", "require_rule", "require_scopes",
+    "require_user", "roles_of", "userinfo",
 ]  # fmt: skip
 
 
