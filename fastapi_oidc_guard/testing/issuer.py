@@ -23,6 +23,7 @@ import httpx
 
 from ._keys import SigningKey, compact
 from ._oauth import AuthorizationServer
+from ._pages import render_login_page
 
 __all__ = ["FakeIssuer", "IssuerMode", "combined_transport"]
 
@@ -61,6 +62,12 @@ class FakeIssuer:
         self.mode: IssuerMode = "up"
         self.latency = 0.0
         self.gate: asyncio.Event | None = None
+        #: When true, ``/authorize`` shows a login page instead of signing ``next_user`` in.
+        self.interactive = False
+        self.preset_users: list[dict[str, Any]] = [
+            {"sub": "alice", "name": "Alice Example", "email": "alice@example.test"},
+            {"sub": "bob", "name": "Bob Example", "email": "bob@example.test"},
+        ]
         self.jwks_cache_control: str | None = None
         self.requests: Counter[str] = Counter()
         self.oauth = AuthorizationServer(self)
@@ -169,6 +176,8 @@ class FakeIssuer:
         """
         return self.sign(self.claims(**claims), key=key, header=header, alg=alg)
 
+    mint_access_token = mint
+
     def mint_id_token(self, *, nonce: str | None = None, **claims: Any) -> str:
         """A signed ID token for ``client_id``."""
         base = self.claims(**{"aud": self.client_id, "scope": None, "nonce": nonce, **claims})
@@ -215,6 +224,8 @@ class FakeIssuer:
         authorization = request.headers.get("authorization")
         form = dict(parse_qsl(request.content.decode())) if request.method == "POST" else {}
         if name == "authorize":
+            if self.interactive:
+                return self._login_page(request, form)
             return httpx.Response(302, headers={"location": self.oauth.authorize(str(request.url))})
         if name == "token" and request.method == "POST":
             status, body = self.oauth.token(form, authorization)
@@ -237,6 +248,47 @@ class FakeIssuer:
         if local == "/.well-known/openid-configuration":
             return "discovery"
         return local.strip("/") or "root"
+
+    def _login_page(self, request: httpx.Request, form: dict[str, str]) -> httpx.Response:
+        if request.method == "POST":
+            login = form.pop("login", "").strip()[:64] or "user"
+            preset = next((u for u in self.preset_users if u["sub"] == login), None)
+            user = dict(preset or {"sub": login, "name": login, "email": f"{login}@example.test"})
+            url = httpx.URL(str(request.url).split("?")[0], params=form)
+            location = self.oauth.authorize(str(url), user=user)
+            return httpx.Response(302, headers={"location": location})
+        page = render_login_page(
+            action=str(request.url).split("?")[0], params=dict(request.url.params),
+            users=[u["sub"] for u in self.preset_users],
+        )  # fmt: skip
+        return httpx.Response(200, text=page, headers={"content-type": "text/html; charset=utf-8"})
+
+    async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """An ASGI app serving this issuer over HTTP (mount it, or run it with uvicorn), for
+        browsers and tools outside the process. Its ``issuer`` URL must match where it is served.
+        """
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        host = next((v for k, v in headers if k == "host"), "127.0.0.1")
+        url = f"{scope.get('scheme', 'http')}://{host}{scope['path']}"
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        request = httpx.Request(scope["method"], url, headers=headers, content=body)
+        try:
+            response = await self._handle(request)
+        except httpx.ConnectError:
+            response = httpx.Response(503, text="fake issuer is down")
+        await send({"type": "http.response.start", "status": response.status_code,
+                    "headers": [(k.encode("latin-1"), v.encode("latin-1"))
+                                for k, v in response.headers.items()]})  # fmt: skip
+        await send({"type": "http.response.body", "body": response.content})
 
     @staticmethod
     def _json(document: Any, *, status: int = 200, headers: dict[str, str] | None = None
