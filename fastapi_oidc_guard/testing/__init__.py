@@ -9,6 +9,7 @@ headers = {"Authorization": f"Bearer {issuer.mint(sub='alice')}"}
 
 from ._keys import SigningKey
 from .clock import FakeClock
+from .helpers import make_session, override_user, session_cookies
 from .issuer import FakeIssuer, IssuerMode, combined_transport
 from .login import alogin, login
 
@@ -20,4 +21,7 @@ __all__ = [
     "alogin",
     "combined_transport",
     "login",
+    "make_session",
+    "override_user",
+    "session_cookies",
 ]
