@@ -88,8 +88,8 @@ def test_session_cookie_factory(
 ) -> None:
     extra = {"session_backend": MemorySessionBackend(clock=__import__("time").time)}
     guard = OIDCGuard(**oidc_settings, **(extra if stateful else {}))
-    session = make_session({"sub": "cookie-user", "bio": "x" * 6000},
-                           access_token=oidc_issuer.mint(), audience=oidc_issuer.audience)  # fmt: skip
+    user = {"sub": "cookie-user", "bio": "x" * 6000}
+    session = make_session(user, access_token=oidc_issuer.mint(), audience=oidc_issuer.audience)
     with TestClient(build(guard), base_url="http://127.0.0.1:8000") as client:
         for name, value in session_cookies(guard, session).items():
             client.cookies.set(name, value)
