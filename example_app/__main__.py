@@ -10,15 +10,17 @@ from .app import create_app
 
 
 def main() -> None:
-    app, dev = create_app()
     port = int(os.environ.get("PORT", "8000"))
+    app, dev = create_app()
     if dev is not None:
-        token = dev.mint(sub="dev-user", email="dev@example.invalid", scope="openid admin")
+        token = dev.mint(sub="dev-user", email="dev@example.invalid", scope="openid")
         banner = "=" * 78
         print(
-            f"{banner}\n  DEVELOPMENT ISSUER: not for production. Set OIDC_ISSUER to use a real "
-            f"provider.\n{banner}\n  Try:\n"
-            f"    curl -s http://127.0.0.1:{port}/api/protected\n"
+            f"{banner}\n  DEVELOPMENT ISSUER at http://127.0.0.1:{port}/_dev-issuer: not for "
+            f"production.\n  Set OIDC_ISSUER (and the other OIDC_* variables) to use a real "
+            f"provider.\n{banner}\n"
+            f"  Open http://127.0.0.1:{port}/ and log in as any user name.\n"
+            f"  Or call the API with a bearer token:\n"
             f"    curl -s -H 'Authorization: Bearer {token}' "
             f"http://127.0.0.1:{port}/api/protected\n{banner}",
             flush=True,

@@ -1,25 +1,44 @@
-"""The example app.
+"""The example app: a web app with login, pages, API routes, and a call to a second API.
 
 With ``OIDC_ISSUER`` set, it is configured from the ``OIDC_*`` variables against a real provider.
-Without it, it runs against an in-process *development issuer* (the library's fake issuer) and
-prints a ready-to-use bearer token: zero configuration, never for production.
+Without it, it serves the library's *development issuer* at ``/_dev-issuer`` (a login page where
+you type or pick a test user) and configures itself against it: zero configuration, never for
+production. Development mode is refused when any production setting is present.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping
+from typing import Any
 
-from fastapi import Depends, FastAPI
+import httpx
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
 
-from fastapi_oidc_guard import OIDCGuard, User, require_scopes, require_user
+from fastapi_oidc_guard import (
+    AccessToken,
+    OIDCGuard,
+    User,
+    access_token,
+    optional_user,
+    require_page_user,
+    require_user,
+)
 from fastapi_oidc_guard.testing import FakeIssuer
 
+from . import pages
+
 # Any of these means someone is configuring a real deployment: never fall back to development.
-PRODUCTION_MARKERS = ("OIDC_CLIENT_SECRET", "OIDC_SESSION_SECRET", "OIDC_AUDIENCE")
+PRODUCTION_MARKERS = ("OIDC_CLIENT_SECRET", "OIDC_SESSION_SECRET", "OIDC_AUDIENCE", "OIDC_BASE_URL")
+DEV_AUDIENCE = "https://example-api.invalid"
+DEV_ISSUER_PATH = "/_dev-issuer"
 
 
-def development_issuer(environ: Mapping[str, str]) -> FakeIssuer:
+def development_issuer(environ: Mapping[str, str], base_url: str) -> FakeIssuer:
     """The development issuer, refused when any production setting is present."""
     present = [name for name in PRODUCTION_MARKERS if environ.get(name)]
     if present:
@@ -27,32 +46,110 @@ def development_issuer(environ: Mapping[str, str]) -> FakeIssuer:
             f"{', '.join(present)} set but OIDC_ISSUER is not: refusing to start the development "
             "issuer. Set OIDC_ISSUER to your provider's issuer URL."
         )
-    return FakeIssuer("https://dev-issuer.invalid", audience="https://example-api.invalid")
+    issuer = FakeIssuer(
+        base_url + DEV_ISSUER_PATH, audience=DEV_AUDIENCE, client_id="example-app",
+        client_secret=secrets.token_urlsafe(24),
+    )  # fmt: skip
+    issuer.interactive = True
+    return issuer
 
 
-def create_app(environ: Mapping[str, str] | None = None) -> tuple[FastAPI, FakeIssuer | None]:
+class NewItem(BaseModel):
+    text: str
+
+
+def bundled_api(settings: dict[str, Any]) -> FastAPI:
+    """The second API, protected by ``require_user`` with the audience the web app asks for."""
+    guard = OIDCGuard(**settings)
+    api = FastAPI(title="bundled API")
+    guard.install(api)
+
+    @api.get("/data")
+    async def data(user: User = Depends(require_user)) -> dict[str, Any]:
+        return {"message": f"Secret data for {user.sub}", "audience": guard.config.audience}
+
+    return api
+
+
+def create_app(
+    environ: Mapping[str, str] | None = None, *, base_url: str | None = None
+) -> tuple[FastAPI, FakeIssuer | None]:
     """Build the app; the second item is the development issuer, or ``None`` when configured."""
     env = os.environ if environ is None else environ
+    base = base_url or f"http://127.0.0.1:{env.get('PORT', '8000')}"
     dev: FakeIssuer | None = None
     if env.get("OIDC_ISSUER"):
         guard = OIDCGuard.from_env(env)
+        api_settings: dict[str, Any] = {"issuer": guard.config.issuer,
+                                        "audience": guard.config.audience}  # fmt: skip
     else:
-        dev = development_issuer(env)
-        guard = OIDCGuard(issuer=dev.issuer, audience=dev.audience, transport=dev.transport)
+        dev = development_issuer(env, base)
+        guard = OIDCGuard(
+            issuer=dev.issuer, audience=dev.audience, client_id=dev.client_id,
+            client_secret=dev.client_secret, base_url=base,
+            session_secret=secrets.token_urlsafe(48), transport=dev.transport,
+        )  # fmt: skip
+        api_settings = {"issuer": dev.issuer, "audience": dev.audience, "transport": dev.transport}
 
     app = FastAPI(title="fastapi_oidc_guard example", lifespan=guard.lifespan)
     guard.install(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=[env.get("EXAMPLE_CORS_ORIGIN", "http://localhost:3000")],
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=["Authorization", "Content-Type"],
+    )
+    if dev is not None:
+        app.mount(DEV_ISSUER_PATH, dev.asgi)
+    api = bundled_api(api_settings)
+    app.mount("/bundled-api", api)
+    items: dict[str, list[str]] = {}
 
-    @app.get("/api/public")
-    async def public() -> dict[str, str]:
-        return {"message": "Anyone can read this."}
+    @app.get("/", response_class=HTMLResponse)
+    async def home(user: User | None = Depends(optional_user)) -> str:
+        return pages.home(user, development=dev is not None)
+
+    @app.get("/profile", response_class=HTMLResponse)
+    async def profile_page(user: User = Depends(require_page_user)) -> str:
+        return pages.profile(user)
+
+    @app.get("/fetch-demo", response_class=HTMLResponse)
+    async def fetch_demo(user: User = Depends(require_page_user)) -> str:
+        return pages.fetch_demo(user)
 
     @app.get("/api/protected")
-    async def protected(user: User = Depends(require_user)) -> dict[str, object]:
-        return {"userId": user.sub, "email": user.email, "scopes": sorted(user.scopes)}
+    async def protected(user: User = Depends(require_user)) -> dict[str, Any]:
+        return {"message": "This is protected data", "userId": user.sub, "email": user.email}
 
-    @app.get("/api/admin")
-    async def admin(user: User = Depends(require_scopes("admin"))) -> dict[str, str]:
-        return {"message": f"Hello admin {user.sub}"}
+    @app.get("/api/data")
+    async def list_data(user: User = Depends(require_user)) -> dict[str, Any]:
+        return {"items": items.get(user.sub, [])}
+
+    @app.post("/api/data", status_code=201)
+    async def add_data(item: NewItem, user: User = Depends(require_user)) -> dict[str, Any]:
+        items.setdefault(user.sub, []).append(item.text[:200])
+        return {"items": items[user.sub]}
+
+    @app.delete("/api/data")
+    async def clear_data(user: User = Depends(require_user)) -> dict[str, Any]:
+        items.pop(user.sub, None)
+        return {"items": []}
+
+    @app.get("/api/posts/{post_id}")
+    async def post(post_id: int, user: User = Depends(require_user)) -> dict[str, Any]:
+        if not 1 <= post_id <= 100:
+            raise HTTPException(status_code=404, detail="no such post")
+        return {"id": post_id, "title": f"Post {post_id}", "reader": user.sub}
+
+    api_token = access_token(audience=guard.config.audience)
+
+    @app.get("/api/external-data")
+    async def external_data(token: AccessToken = Depends(api_token)) -> dict[str, Any]:
+        # The bundled API is called in-process here; a real deployment would call its URL.
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url=base) as http:
+            answer = await http.get("/data", headers={"Authorization": token.authorization})
+        return {"status": answer.status_code, "api": answer.json(), "tokenIsJwt": token.is_jwt}
 
     return app, dev

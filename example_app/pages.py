@@ -1,0 +1,73 @@
+"""The example's HTML pages (tiny, no template engine; every user value is escaped)."""
+
+from __future__ import annotations
+
+from html import escape
+
+from fastapi_oidc_guard import User
+
+_HEAD = (
+    "<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>"
+    "body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}}"
+    "nav a{{margin-right:1rem}}pre{{background:#f4f4f4;padding:.8rem;border-radius:6px}}"
+    ".dev{{background:#fff3cd;padding:.5rem;border-radius:6px}}</style></head><body>"
+    "<nav><a href='/'>Home</a><a href='/profile'>Profile</a><a href='/fetch-demo'>Fetch demo</a>"
+    "</nav>"
+)
+
+
+def _page(title: str, body: str) -> str:
+    return _HEAD.format(title=escape(title)) + body + "</body></html>"
+
+
+def home(user: User | None, *, development: bool) -> str:
+    banner = (
+        "<p class='dev'>Running against the built-in <b>development issuer</b>: "
+        "not for production.</p>"
+        if development
+        else ""
+    )
+    if user is None:
+        body = (
+            "<h1>Welcome</h1><p>You are not signed in.</p>"
+            "<a id='login' href='/auth/login'>Log in</a>"
+        )
+    else:
+        name = escape(user.name or user.sub)
+        body = (
+            f"<h1>Welcome</h1><p id='greeting'>Hello, {name}!</p>"
+            "<a id='logout' href='/auth/logout'>Log out</a>"
+        )
+    return _page("Home", banner + body)
+
+
+def profile(user: User) -> str:
+    rows = "".join(
+        f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>"
+        for k, v in sorted(user.claims.items())
+    )
+    return _page(
+        "Profile", f"<h1 id='profile'>Profile of {escape(user.sub)}</h1><table>{rows}</table>"
+    )
+
+
+def fetch_demo(user: User) -> str:
+    script = """
+<script>
+async function show(path, target) {
+  const response = await fetch(path, {credentials: "same-origin"});
+  const body = await response.json();
+  document.getElementById(target).textContent = response.status + " " + JSON.stringify(body);
+}
+show("/api/protected", "result");
+document.getElementById("external-button").addEventListener("click",
+  () => show("/api/external-data", "external"));
+</script>"""
+    body = (
+        f"<h1>Fetch demo for {escape(user.sub)}</h1>"
+        "<p>This page calls <code>/api/protected</code> with <code>fetch</code> and the session "
+        "cookie:</p><pre id='result'>loading...</pre>"
+        "<button id='external-button'>Call the bundled API with an access token</button>"
+        "<pre id='external'></pre>" + script
+    )
+    return _page("Fetch demo", body)
