@@ -37,7 +37,7 @@ def sign_in(client: TestClient, login: str) -> None:
 
 
 def test_development_mode_full_tour(dev_app: tuple[TestClient, FakeIssuer]) -> None:
-    client, dev = dev_app
+    client, _ = dev_app
     assert "Log in" in client.get("/").text
     assert client.get("/api/protected").status_code == 401
     assert client.get("/profile", follow_redirects=False).headers["location"] == (
