@@ -9,7 +9,8 @@ from fastapi_oidc_guard import User
 _HEAD = (
     "<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>"
     "body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}}"
-    "nav a{{margin-right:1rem}}pre{{background:#f4f4f4;padding:.8rem;border-radius:6px;white-space:pre-wrap;word-break:break-all}}"
+    "nav a{{margin-right:1rem}}pre{{background:#f4f4f4;padding:.8rem;border-radius:6px;"
+    "white-space:pre-wrap;word-break:break-all}}"
     ".dev{{background:#fff3cd;padding:.5rem;border-radius:6px}}</style></head><body>"
     "<nav><a href='/'>Home</a><a href='/profile'>Profile</a><a href='/fetch-demo'>Fetch demo</a>"
     "</nav>"
