@@ -21,7 +21,7 @@ from .errors import (
     NotAuthenticated,
 )
 from .flows import ClientCredentials
-from .http_errors import install_error_handlers
+from .http_errors import error_response, install_error_handlers
 from .issuers import IssuerResolver, IssuerVerifiers, TrustedIssuer, build_issuer_stack
 from .models import AccessToken, SessionData, User
 from .sessions.base import SessionBackend
@@ -31,7 +31,7 @@ from .sessions.manager import BeforeSave, SessionManager
 from .sessions.memory import MemorySessionBackend
 from .sessions.middleware import SessionMiddleware
 from .sessions.sealing import Sealer
-from .tokens import TokenService
+from .tokens import SeenIds, TokenService
 from .transactions import TransactionStore
 
 __all__ = ["OIDCGuard", "parse_authorization"]
@@ -106,6 +106,7 @@ class OIDCGuard:
         elif session_backend is not None:
             raise ConfigurationError("session_backend given but login is not configured")
         self.tokens = TokenService(self)
+        self.logout_jtis = SeenIds(clock=cfg.clock)
         if cfg.audience is None:
             logger.warning(
                 "OIDC_AUDIENCE is not set: bearer tokens will be refused, and access tokens "
@@ -123,9 +124,9 @@ class OIDCGuard:
             elif cfg.session_backend == "memory":
                 backend = MemorySessionBackend(clock=cfg.clock)
             else:
-                raise ConfigurationError(
-                    "OIDC_SESSION_BACKEND=redis: pass session_backend=RedisSessionBackend(...)"
-                )
+                from .sessions.redis import RedisSessionBackend
+
+                backend = RedisSessionBackend(sealer=sealer, url=cfg.redis_url, clock=cfg.clock)
         cookie = CookieSettings(
             name=cfg.cookie_name, domain=cfg.cookie_domain, path=cfg.cookie_path,
             secure=cfg.secure_cookies, same_site=cfg.cookie_same_site,
@@ -182,6 +183,9 @@ class OIDCGuard:
         for stack in self.issuers.all_stacks():
             stack.keys.close()
             stack.discovery.close()
+        backend_close = getattr(self.sessions.backend, "aclose", None) if self.sessions else None
+        if backend_close is not None:
+            await backend_close()
         if self._client is not None and self._owns_client:
             await self._client.aclose()
             self._client = None
@@ -207,7 +211,9 @@ class OIDCGuard:
         install_openapi(app, issuer=cfg.issuer, client_id=cfg.client_id, scope=cfg.scope)
         if self.sessions is not None:
             app.include_router(build_router(self))
-            app.add_middleware(SessionMiddleware, manager=self.sessions)
+            app.add_middleware(
+                SessionMiddleware, manager=self.sessions, render_error=error_response
+            )
 
     # -- authentication ----------------------------------------------------------------------
 

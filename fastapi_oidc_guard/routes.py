@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -75,6 +75,21 @@ def safe_return_to(value: str | None, *, default: str = "/") -> str:
 def session_claims(claims: dict[str, Any]) -> dict[str, Any]:
     """The user's claims from a verified ID token, protocol claims removed."""
     return {k: v for k, v in claims.items() if k not in _PROTOCOL_CLAIMS}
+
+
+async def _small_form(request: Request, limit: int = 32 * 1024) -> dict[str, str] | None:
+    """An ``application/x-www-form-urlencoded`` body of at most ``limit`` bytes, or ``None``."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    try:
+        return dict(parse_qsl(body.decode("ascii"), max_num_fields=10))
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 def build_router(guard: OIDCGuard) -> APIRouter:
@@ -223,6 +238,25 @@ def build_router(guard: OIDCGuard) -> APIRouter:
         body = {"access_token": token.token, "token_type": token.token_type,
                 "expires_at": token.expires_at, "scope": token.scope}  # fmt: skip
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+    @router.post("/backchannel-logout")
+    async def backchannel_logout(request: Request) -> Response:
+        no_store = {"Cache-Control": "no-store"}
+        form = await _small_form(request)
+        token = form.get("logout_token") if form is not None else None
+        try:
+            if not isinstance(token, str):
+                raise InvalidRequest("logout_token missing")
+            claims = await guard.verifier.verify_logout_token(token)
+            if not guard.logout_jtis.first_use(claims["jti"], until=claims["exp"]):
+                raise InvalidRequest("logout token replayed (jti seen before)")
+        except (InvalidToken, InvalidRequest) as err:
+            logger.info("back-channel logout refused: %s", err)
+            return JSONResponse({"error": "invalid_request"}, status_code=400, headers=no_store)
+        sid, sub = claims.get("sid"), claims.get("sub")
+        deleted = await sessions.revoke(sid=sid, sub=sub)
+        logger.info("back-channel logout: %d stored sessions deleted", deleted)
+        return Response(status_code=200, headers=no_store)
 
     @router.get("/profile")
     async def profile(request: Request) -> Response:

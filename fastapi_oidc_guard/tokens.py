@@ -34,7 +34,7 @@ from .models import AccessToken, SessionData, TokenSet
 if TYPE_CHECKING:
     from .guard import OIDCGuard
 
-__all__ = ["TokenService", "token_key"]
+__all__ = ["SeenIds", "TokenService", "token_key"]
 
 logger = logging.getLogger("fastapi_oidc_guard.tokens")
 
@@ -271,3 +271,25 @@ class TokenService:
         tokens = flows.token_set(document, now=self._clock(), audience=audience, scope=scope)
         self._machine[token_key(audience, scope)] = tokens
         return tokens
+
+
+class SeenIds:
+    """Ids seen before their expiry (replay detection for logout-token ``jti``), bounded."""
+
+    def __init__(self, *, clock: Callable[[], float], size: int = 100_000) -> None:
+        self._clock = clock
+        self._size = size
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def first_use(self, value: str, *, until: float) -> bool:
+        """True the first time ``value`` is seen (it is then remembered until ``until``)."""
+        now = self._clock()
+        while self._seen and next(iter(self._seen.values())) < now:
+            self._seen.popitem(last=False)
+        expires = self._seen.get(value)
+        if expires is not None and expires >= now:
+            return False
+        self._seen[value] = max(until, now + 60)
+        while len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+        return True

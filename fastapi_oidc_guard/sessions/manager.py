@@ -71,6 +71,11 @@ class SessionManager:
         self.absolute = absolute
         self._touch_interval = touch_interval
         self._before_save = before_save
+        # Back-channel logouts seen by this process: sid -> time, sub -> time. Sessions created
+        # before that time are over, even in the stateless cookie backend, which the provider's
+        # logout cannot reach otherwise. Entries live as long as a session can.
+        self._revoked_sids: dict[str, float] = {}
+        self._revoked_subs: dict[str, float] = {}
 
     def slot(self, scope: MutableMapping[str, Any]) -> SessionSlot:
         slot: SessionSlot | None = scope.get(SCOPE_KEY)
@@ -95,7 +100,7 @@ class SessionManager:
             return None
         session = await self.backend.load(value)
         now = self._clock()
-        if session is None or now >= self.expires_at(session):
+        if session is None or now >= self.expires_at(session) or self._revoked(session):
             slot.action = "delete"  # clear an unreadable, foreign or expired cookie
             slot.session = session
             return None
@@ -103,6 +108,29 @@ class SessionManager:
         if now - session.last_active >= self._touch_interval:
             self.set(scope, session.model_copy(update={"last_active": now}))
         return session
+
+    def _revoked(self, session: SessionData) -> bool:
+        if not (self._revoked_sids or self._revoked_subs):
+            return False
+        for index, key in ((self._revoked_sids, session.sid), (self._revoked_subs, session.sub)):
+            at = index.get(key) if key is not None else None
+            if at is not None and session.created_at <= at:
+                return True
+        return False
+
+    async def revoke(self, *, sid: str | None, sub: str | None) -> int:
+        """Back-channel logout: end the sessions with provider ``sid`` (and/or every session
+        of ``sub`` when no ``sid`` is given). Returns how many a stateful backend deleted."""
+        now = self._clock()
+        horizon = now - self.absolute
+        for index in (self._revoked_sids, self._revoked_subs):
+            for key in [k for k, at in index.items() if at < horizon]:
+                del index[key]
+        if sid is not None:
+            self._revoked_sids[sid] = now
+        elif sub is not None:
+            self._revoked_subs[sub] = now
+        return await self.backend.delete_by(sid=sid, sub=sub)
 
     def set(self, scope: MutableMapping[str, Any], session: SessionData) -> None:
         """Make ``session`` the request's session; persisted when the response starts."""
