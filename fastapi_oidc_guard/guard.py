@@ -24,7 +24,7 @@ from .flows import ClientCredentials
 from .http_errors import error_response, install_error_handlers
 from .issuers import IssuerResolver, IssuerVerifiers, TrustedIssuer, build_issuer_stack
 from .models import AccessToken, SessionData, User
-from .sessions.base import SessionBackend
+from .sessions.base import SessionBackend, SharedState
 from .sessions.cookie import CookieSessionBackend
 from .sessions.cookies import CookieSettings
 from .sessions.manager import BeforeSave, SessionManager
@@ -280,6 +280,15 @@ class OIDCGuard:
             if err.end_session:
                 sessions.end(request.scope)
             raise
+
+    async def first_logout_use(self, claims: dict[str, Any]) -> bool:
+        """True the first time a logout token's ``jti`` is seen (across processes when the
+        session backend is shared, e.g. Redis)."""
+        backend = self.sessions.backend if self.sessions else None
+        ttl = max(float(claims["exp"]) - self.config.clock(), 0.0) + self.config.leeway + 60
+        if isinstance(backend, SharedState):
+            return await backend.first_use(f"jti:{claims['iss']}:{claims['jti']}", ttl=ttl)
+        return self.logout_jtis.first_use(claims["jti"], until=self.config.clock() + ttl)
 
     def public_profile(self, user: User) -> dict[str, Any]:
         """What ``/auth/profile`` sends to the browser."""

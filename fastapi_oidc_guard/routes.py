@@ -248,7 +248,7 @@ def build_router(guard: OIDCGuard) -> APIRouter:
             if not isinstance(token, str):
                 raise InvalidRequest("logout_token missing")
             claims = await guard.verifier.verify_logout_token(token)
-            if not guard.logout_jtis.first_use(claims["jti"], until=claims["exp"]):
+            if not await guard.first_logout_use(claims):
                 raise InvalidRequest("logout token replayed (jti seen before)")
         except (InvalidToken, InvalidRequest) as err:
             logger.info("back-channel logout refused: %s", err)

@@ -30,6 +30,7 @@ from .errors import (
     TokenRequestFailed,
 )
 from .models import AccessToken, SessionData, TokenSet
+from .sessions.base import SharedState
 
 if TYPE_CHECKING:
     from .guard import OIDCGuard
@@ -131,6 +132,26 @@ class TokenService:
         return refreshed
 
     async def _do_refresh(
+        self, session: SessionData, audience: str | None, scope: str | None
+    ) -> SessionData:
+        """Refresh at the provider; with a shared backend, under a cross-process lock, after
+        checking whether another process already spent this refresh token (lock, then reload)."""
+        backend = self._guard.sessions.backend if self._guard.sessions else None
+        if not isinstance(backend, SharedState):
+            return await self._refresh_at_provider(session, audience, scope)
+        assert session.refresh_token is not None
+        name = "refresh:" + _fingerprint(session.refresh_token)
+        wait = 2 * self._guard.config.http_timeout + 1
+        async with backend.lock(name, ttl=wait + 5, wait=wait):
+            done = await backend.shared(name)
+            if done is not None and done.sub == session.sub:
+                self._remember(_fingerprint(session.refresh_token), done, self._clock())
+                return done
+            refreshed = await self._refresh_at_provider(session, audience, scope)
+            await backend.share(name, refreshed, ttl=_REMEMBER_REFRESH)
+            return refreshed
+
+    async def _refresh_at_provider(
         self, session: SessionData, audience: str | None, scope: str | None
     ) -> SessionData:
         guard, cfg = self._guard, self._guard.config

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +12,22 @@ from fastapi.testclient import TestClient
 
 from fastapi_oidc_guard import OIDCGuard, User, optional_user, require_user
 from fastapi_oidc_guard.testing import FakeClock, FakeIssuer
+
+from .redis_server import RedisServer
+
+# Redis tests run with SCAN and KEYS disabled: the backend must never need them.
+NO_SCAN = ("--rename-command", "SCAN", "", "--rename-command", "KEYS", "")
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a random 127.0.0.1 port, persistence off."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not on PATH: CI must install the Debian package")
+        pytest.skip("redis-server is not on PATH (apt-get install redis-server)")
+    with RedisServer(extra_args=NO_SCAN) as server:
+        yield server
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ that the backend never scans the keyspace.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -39,16 +37,6 @@ pytestmark = pytest.mark.anyio
 NO_SCAN = ("--rename-command", "SCAN", "", "--rename-command", "KEYS", "")
 TIMEOUT = 0.5  # the backend's timeout in these tests
 PREFIX = "oidc:"
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not on PATH: CI must install the Debian package")
-        pytest.skip("redis-server is not on PATH (apt-get install redis-server)")
-    with RedisServer(extra_args=NO_SCAN) as server:
-        yield server
 
 
 @pytest.fixture

@@ -8,11 +8,12 @@ back-channel logout deletes without scanning.
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
 from ..models import SessionData
 
-__all__ = ["SessionBackend"]
+__all__ = ["SessionBackend", "SharedState"]
 
 
 @runtime_checkable
@@ -41,3 +42,20 @@ class SessionBackend(Protocol):
         back-channel logout).
         """
         ...
+
+
+@runtime_checkable
+class SharedState(Protocol):
+    """Optional capability of a backend shared by several processes (Redis): a short lock,
+    refresh outcomes published for the other processes, and once-only ids. With it, refresh is
+    single flight across processes and logout-token replay is detected across processes."""
+
+    def lock(
+        self, name: str, *, ttl: float = 10.0, wait: float = 10.0
+    ) -> AbstractAsyncContextManager[None]: ...
+
+    async def share(self, name: str, session: SessionData, *, ttl: float) -> None: ...
+
+    async def shared(self, name: str) -> SessionData | None: ...
+
+    async def first_use(self, name: str, *, ttl: float) -> bool: ...

@@ -230,6 +230,27 @@ class RedisSessionBackend:
             except TemporarilyUnavailable as err:  # it expires after ttl anyway
                 logger.warning("lock %r not released: %s", name, err)
 
+    async def share(self, name: str, session: SessionData, *, ttl: float) -> None:
+        """Publish ``session`` (sealed) under ``name`` for ``ttl`` seconds, for other processes."""
+        payload = session.model_dump(mode="json", exclude_defaults=True)
+        sealed = self._sealer.seal(payload, purpose=PURPOSE, expires_at=self._clock() + ttl)
+        async with self._available("share"):
+            await self._redis().set(self._prefix + "shared:" + name, sealed, px=int(ttl * 1000))
+
+    async def shared(self, name: str) -> SessionData | None:
+        """What :meth:`share` published under ``name``, if still there."""
+        async with self._available("shared"):
+            raw = await self._redis().get(self._prefix + "shared:" + name)
+        return None if raw is None else self._open(raw)
+
+    async def first_use(self, name: str, *, ttl: float) -> bool:
+        """True for the first caller across all processes (``SET NX``), e.g. a logout ``jti``."""
+        async with self._available("first_use"):
+            created = await self._redis().set(
+                self._prefix + "once:" + name, b"1", nx=True, px=max(1000, int(ttl * 1000))
+            )
+        return bool(created)
+
     async def aclose(self) -> None:
         """Close the client if the backend created it (from ``url``)."""
         if self._url is not None and self._loop in (None, asyncio.get_running_loop()):
