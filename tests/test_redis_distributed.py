@@ -93,3 +93,23 @@ async def test_backchannel_logout_on_a_ends_the_session_on_b(
     # The same logout token replayed to the other instance is refused (jti shared in Redis).
     replay = await b.post("/auth/backchannel-logout", data={"logout_token": token})
     assert replay.status_code == 400
+
+
+async def test_one_redis_round_trip_per_request(
+    instances: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    issuer: FakeIssuer,
+    redis_server: RedisServer,
+) -> None:
+    import redis as sync_redis
+
+    a, _ = instances
+    await alogin(a, issuer)
+    raw = sync_redis.Redis.from_url(redis_server.url, decode_responses=True)
+    raw.config_resetstat()
+    for _ in range(10):
+        assert (await a.get("/api/protected")).status_code == 200
+    stats = raw.info("commandstats")
+    raw.close()
+    calls = {name: data["calls"] for name, data in stats.items() if name != "cmdstat_info"}
+    calls.pop("cmdstat_config|resetstat", None)
+    assert calls == {"cmdstat_get": 10}, calls
