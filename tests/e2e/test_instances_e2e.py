@@ -1,0 +1,135 @@
+"""Two real app processes (uvicorn, two ports on 127.0.0.1) sharing one real Redis, against the
+real provider: log in through A, use the session on B; 20 concurrent requests split across A and B
+on an expired access token cause exactly one refresh at the provider; the provider's back-channel
+logout (after RP-initiated logout through A) ends the session on B; Redis made unreachable during
+a bounded burst gives only 503s and 200s, and the sessions work again afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ..redis_server import RedisServer
+from ._provider import OIDCProviderProcess, drive_login, drive_logout
+from ._server import free_socket
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+TTL = 3
+
+
+class AppProcess:
+    """``python -m uvicorn tests.e2e.multi_app:app`` on a free port (bounded start and stop)."""
+
+    def __init__(self, env: dict[str, str], port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = open(os.devnull, "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "tests.e2e.multi_app:app", "--host", "127.0.0.1",
+             "--port", str(port), "--log-level", "warning"],
+            cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=self.log,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/api/optional", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"app process on port {port} did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        self.log.close()
+
+
+@pytest.fixture
+def redis_for_e2e() -> Iterator[RedisServer]:
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server missing in CI")
+        pytest.skip("redis-server is not on PATH")
+    with RedisServer() as server:
+        yield server
+
+
+def test_two_processes_share_sessions_refresh_and_logout(
+    make_oidc_provider: Callable[..., OIDCProviderProcess], redis_for_e2e: RedisServer
+) -> None:
+    sock_a, sock_b = free_socket(), free_socket()
+    port_a, port_b = sock_a.getsockname()[1], sock_b.getsockname()[1]
+    sock_a.close()
+    sock_b.close()
+    base = f"http://127.0.0.1:{port_a}"
+    provider = make_oidc_provider({
+        "client": {"redirect_uris": [f"{base}/auth/callback"],
+                   "post_logout_redirect_uris": [f"{base}/"],
+                   "backchannel_logout_uri": f"{base}/auth/backchannel-logout"},
+        "api": {"access_token_ttl": TTL},
+    })  # fmt: skip
+    env = {
+        "OIDC_ISSUER": provider.issuer, "OIDC_AUDIENCE": provider.api_identifier,
+        "OIDC_CLIENT_ID": provider.client_id, "OIDC_CLIENT_SECRET": provider.client_secret,
+        "OIDC_BASE_URL": base, "OIDC_SESSION_SECRET": "m" * 48,
+        "OIDC_SESSION_BACKEND": "redis", "OIDC_REDIS_URL": redis_for_e2e.url,
+    }  # fmt: skip
+    a = AppProcess(env, port_a)
+    b = AppProcess(env, port_b)
+    try:
+        with httpx.Client(timeout=15) as browser:
+            callback = drive_login(browser, f"{base}/auth/login?prompt=consent", login="frank")
+            browser.get(callback, follow_redirects=False)
+            assert browser.get(f"{a.url}/api/protected").json()["userId"] == "frank"
+            # Cookies are per host, not per port: the browser sends the same cookie to B.
+            assert browser.get(f"{b.url}/api/protected").json()["userId"] == "frank"
+
+            provider.reset_counters()
+            time.sleep(TTL + 1)
+            cookie = {"oidc_session": browser.cookies.get("oidc_session", path="/") or ""}
+
+            async def burst(paths: list[str]) -> list[httpx.Response]:
+                async with httpx.AsyncClient(timeout=15, cookies=cookie) as tab:
+                    return await asyncio.gather(*(tab.get(p) for p in paths))
+
+            urls = [f"{(a if n % 2 else b).url}/api/token" for n in range(20)]
+            responses = asyncio.run(burst(urls))
+            assert [r.status_code for r in responses] == [200] * 20, [r.text for r in responses]
+            assert len({r.json()["token"] for r in responses}) == 1
+            assert provider.counters().get("token_refresh_token") == 1, provider.counters()
+
+            # Redis unreachable during a bounded burst: only 503s and 200s, nothing half-written.
+            redis_for_e2e.pause()
+            during = asyncio.run(burst([f"{b.url}/api/protected"] * 10))
+            redis_for_e2e.resume()
+            assert {r.status_code for r in during} <= {200, 503}
+            assert 503 in {r.status_code for r in during}
+            assert browser.get(f"{b.url}/api/protected").status_code == 200  # still valid
+
+            logout = browser.get(f"{a.url}/auth/logout", follow_redirects=False)
+            drive_logout(browser, logout.headers["location"])
+            assert provider.counters().get("backchannel_logout", 0) >= 1
+            # B never saw the logout request: the back-channel logout reached A, and Redis
+            # carried it. Present the old cookie to B directly:
+            gone = httpx.get(f"{b.url}/api/protected", cookies=cookie, timeout=10)
+            assert gone.status_code == 401
+    finally:
+        a.stop()
+        b.stop()
