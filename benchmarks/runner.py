@@ -30,6 +30,7 @@ from fastapi_oidc_guard.testing import FakeIssuer
 
 from . import apps
 from .asgi import AsgiDriver, BadResponse, Headers, request_headers
+from .redis_support import redis_server
 
 __all__ = ["Settings", "run", "run_async", "settings_for"]
 
@@ -70,6 +71,9 @@ VARIANTS: tuple[tuple[str, str, str], ...] = (
     ("require_user_nocache", "require_user, new token, token_cache_size=0", "info"),
     ("unprotected_web", "unprotected route, app with login (routes + middleware)", "info"),
     ("require_user_session", "require_user, encrypted session cookie", "target"),
+    ("redis_get", "one raw Redis GET (redis-py asyncio, loopback)", "info"),
+    ("unprotected_redis", "unprotected route, app with the Redis backend", "info"),
+    ("require_user_redis", "require_user, Redis session (1 GET)", "target"),
     ("pyjwt", "PyJWT + HTTPBearer, key pre-loaded", "baseline"),
     ("jose", "python-jose + HTTPBearer, naive (JWK per call)", "baseline"),
 )
@@ -104,6 +108,31 @@ class FloorVariant:
         for _ in range(n):
             verify(sig, msg, pad, alg)
         return (time.perf_counter_ns() - start) / n / 1e9
+
+
+class RedisGetVariant:
+    """One raw ``GET`` with redis-py's asyncio client: the unit of the Redis target."""
+
+    def __init__(self, url: str) -> None:
+        self.name = "redis_get"
+        self._url = url
+        self._client: Any = None
+
+    async def batch(self, n: int) -> float:
+        if self._client is None:
+            import redis.asyncio
+
+            self._client = redis.asyncio.Redis.from_url(self._url)
+            await self._client.set("bench:key", b"x" * 64)
+        get = self._client.get
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            await get("bench:key")
+        return (time.perf_counter_ns() - start) / n / 1e9
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
 
 
 class RequestVariant:
@@ -162,7 +191,7 @@ class _Setup:
     notes: dict[str, Any]
 
 
-async def _build(settings: Settings) -> _Setup:
+async def _build(settings: Settings, redis_url: str | None) -> _Setup:
     issuer = FakeIssuer()
     key = issuer.signing_key
     private = key.private
@@ -205,10 +234,24 @@ async def _build(settings: Settings) -> _Setup:
             session_headers,
             first_sub=session_sub,
         ),
+    ]
+    extra_guards: list[OIDCGuard] = []
+    if redis_url is not None:
+        redis_guard, redis_headers, redis_sub = await _session_setup(issuer, redis_url=redis_url)
+        extra_guards.append(redis_guard)
+        variants += [
+            RedisGetVariant(redis_url),
+            RequestVariant("unprotected_redis", apps.unprotected_app(redis_guard), redis_headers,
+                           first_sub=None),
+            RequestVariant("require_user_redis", apps.guarded_app(redis_guard), redis_headers,
+                           first_sub=redis_sub),
+        ]  # fmt: skip
+    variants += [
         RequestVariant("pyjwt", pyjwt_app, pool_headers, first_sub=sub0),
         RequestVariant("jose", jose_app, pool_headers, first_sub=sub0),
     ]
-    assert [v.name for v in variants] == [name for name, _, _ in VARIANTS]
+    names = {v.name for v in variants}
+    assert [v.name for v in variants] == [name for name, _, _ in VARIANTS if name in names]
     notes = {
         "token_cache_size": cache_size,
         "new_token_method": (
@@ -222,13 +265,15 @@ async def _build(settings: Settings) -> _Setup:
     }
     session_app = variants[7]
     assert isinstance(session_app, RequestVariant)
-    return _Setup(
-        variants, [guard, guard_nocache, web_guard], [guarded, guarded_nocache, session_app.app],
-        notes,
-    )  # fmt: skip
+    notes["redis"] = redis_url is not None or "redis-server not found: Redis variants skipped"
+    guard_apps = [guarded, guarded_nocache, session_app.app]
+    guard_apps += [v.app for v in variants if v.name == "require_user_redis"]  # type: ignore[attr-defined]
+    return _Setup(variants, [guard, guard_nocache, web_guard, *extra_guards], guard_apps, notes)
 
 
-async def _session_setup(issuer: FakeIssuer) -> tuple[OIDCGuard, list[Headers], str]:
+async def _session_setup(
+    issuer: FakeIssuer, *, redis_url: str | None = None
+) -> tuple[OIDCGuard, list[Headers], str]:
     """A guard with browser login and one realistic sealed session (ID token, JWT access
     token, refresh token, profile claims) in its cookie."""
     guard = OIDCGuard(
@@ -237,6 +282,13 @@ async def _session_setup(issuer: FakeIssuer) -> tuple[OIDCGuard, list[Headers], 
         base_url="http://127.0.0.1:8000", session_secret="b" * 48,
         session_touch_interval=86_400,
     )  # fmt: skip
+    if redis_url is not None:
+        guard = OIDCGuard(
+            issuer=issuer.issuer, audience=issuer.audience, transport=issuer.transport,
+            client_id=issuer.client_id, client_secret=issuer.client_secret,
+            base_url="http://127.0.0.1:8000", session_secret="b" * 48,
+            session_touch_interval=86_400, session_backend="redis", redis_url=redis_url,
+        )  # fmt: skip
     now = time.time()
     user = {"sub": "bench-session", "name": "Bench User", "email": "bench@example.test",
             "email_verified": True, "picture": "https://example.test/avatar.png",
@@ -310,7 +362,7 @@ def _results(samples: dict[str, list[float]], settings: Settings, notes: dict[st
     variants = []
     added: dict[str, float] = {}
     paired: dict[str, float] = {}
-    for name, label, role in VARIANTS:
+    for name, label, role in [v for v in VARIANTS if v[0] in samples]:
         values = samples[name]
         q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (values[0],) * 3
         entry: dict[str, Any] = {
@@ -338,6 +390,19 @@ def _results(samples: dict[str, list[float]], settings: Settings, notes: dict[st
             leads[ours][baseline] = added[baseline] / added[ours] if added[ours] > 0 else None
     targets = [
         _target("require_user new-token", added["require_user_new"], 3.0, ""),
+        *(
+            [
+                _target(
+                    "require_user Redis session, in raw Redis GETs (1.0 = one round trip)",
+                    (added["require_user_redis"] - added["unprotected_redis"])
+                    / (median["redis_get"] / floor),
+                    1.5,
+                    "; the tests count exactly one GET per request",
+                )
+            ]
+            if "require_user_redis" in added
+            else []
+        ),
         _target("require_user cache-hit", added["require_user_hit"], 1.5, " (about 1)"),
         _target(
             "require_user session cookie (over the same app's unprotected route)",
@@ -383,7 +448,12 @@ def _target(name: str, value: float, limit: float, hint: str) -> dict[str, Any]:
 async def run_async(settings: Settings) -> dict[str, Any]:
     """Measure everything in the running loop; raises :class:`BadResponse` on any non-200."""
     started = time.perf_counter()
-    setup = await _build(settings)
+    with redis_server() as redis_url:
+        return await _run_with(settings, redis_url, started)
+
+
+async def _run_with(settings: Settings, redis_url: str | None, started: float) -> dict[str, Any]:
+    setup = await _build(settings, redis_url)
     async with AsyncExitStack() as stack:
         for app in setup.guard_apps:  # starts each guard: discovery + JWKS warm before timing
             await stack.enter_async_context(app.router.lifespan_context(app))
@@ -397,6 +467,9 @@ async def run_async(settings: Settings) -> dict[str, Any]:
             samples = await _measure(setup.variants, settings)
         finally:
             gc.unfreeze()
+            for variant in setup.variants:
+                if isinstance(variant, RedisGetVariant):
+                    await variant.aclose()
     return _results(samples, settings, setup.notes, time.perf_counter() - started)
 
 

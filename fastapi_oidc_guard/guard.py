@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from pydantic import ValidationError
 
 from ._http import build_client
-from .config import GuardConfig
+from .config import GuardConfig, SessionBackendName
 from .errors import (
     ConfigurationError,
     InvalidToken,
@@ -60,8 +60,9 @@ class OIDCGuard:
     Settings are the keyword arguments of :class:`GuardConfig` (or a ready ``config``).
     ``user_model`` is the Pydantic model (a :class:`User` subclass) that ``require_user`` returns.
     ``transport`` or ``http_client`` replace the HTTP layer towards the provider (an in-process
-    fake issuer in tests, a proxy-aware client in production). ``session_backend`` replaces the
-    backend named by ``OIDC_SESSION_BACKEND``; ``before_session_saved`` shapes what a session
+    fake issuer in tests, a proxy-aware client in production). ``session_backend`` is a backend
+    name (``"cookie"``, ``"memory"``, ``"redis"``: the ``OIDC_SESSION_BACKEND`` setting) or a
+    ready :class:`SessionBackend` instance; ``before_session_saved`` shapes what a session
     stores (e.g. drops large claims) each time it is saved. ``trusted_issuers`` accepts bearer
     tokens of more issuers (each with its own audience and keys); ``issuer_resolver`` decides
     for unknown issuers at run time (multi-tenant apps).
@@ -74,12 +75,15 @@ class OIDCGuard:
         user_model: type[User] = User,
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
-        session_backend: SessionBackend | None = None,
+        session_backend: SessionBackend | SessionBackendName | None = None,
         before_session_saved: BeforeSave | None = None,
         trusted_issuers: Iterable[TrustedIssuer] = (),
         issuer_resolver: IssuerResolver | None = None,
         **settings: Any,
     ) -> None:
+        if isinstance(session_backend, str):  # a name: it is the configuration setting
+            settings["session_backend"] = session_backend
+            session_backend = None
         if config is not None and settings:
             raise TypeError("pass either config=... or settings, not both")
         self.config = config if config is not None else GuardConfig(**settings)
@@ -149,13 +153,16 @@ class OIDCGuard:
         user_model: type[User] = User,
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
-        session_backend: SessionBackend | None = None,
+        session_backend: SessionBackend | SessionBackendName | None = None,
         before_session_saved: BeforeSave | None = None,
         trusted_issuers: Iterable[TrustedIssuer] = (),
         issuer_resolver: IssuerResolver | None = None,
         **overrides: Any,
     ) -> OIDCGuard:
         """Build from the ``OIDC_*`` environment variables; keyword arguments win."""
+        if isinstance(session_backend, str):
+            overrides["session_backend"] = session_backend
+            session_backend = None
         config = GuardConfig.from_env(environ, **overrides)
         return cls(
             config=config, user_model=user_model, transport=transport, http_client=http_client,
