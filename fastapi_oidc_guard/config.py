@@ -9,6 +9,7 @@ fix, so a misconfigured app fails at start-up rather than on the first request.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +37,11 @@ DEFAULT_LOGIN_PARAMS = (
 )  # fmt: skip
 
 _LOOPBACK_NAMES = {"localhost"}
+_DURATIONS = (
+    "leeway", "http_timeout", "jwks_max_age", "jwks_min_max_age", "jwks_max_max_age",
+    "jwks_cooldown", "jwks_stale_limit", "discovery_max_age", "session_inactivity",
+    "session_absolute", "session_touch_interval",
+)  # fmt: skip
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -203,6 +209,9 @@ class GuardConfig:
             )
 
     def _check_times(self) -> None:
+        for name in _DURATIONS:
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigurationError(f"{name} must be a finite number of seconds")
         if not 0 <= self.leeway <= 300:
             raise ConfigurationError("leeway must be between 0 and 300 seconds")
         if not 0 < self.http_timeout <= 60:

@@ -81,9 +81,15 @@ def _number(claims: dict[str, Any], name: str, *, required: bool) -> float | Non
         if required:
             raise ClaimError(name, "missing")
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise ClaimError(name, f"expected a NumericDate, got {type(value).__name__}")
-    return float(value)
+    try:
+        number = float(value)  # a huge JSON integer overflows here
+    except OverflowError as err:
+        raise ClaimError(name, "NumericDate out of range") from err
+    if not math.isfinite(number):
+        raise ClaimError(name, "NumericDate is not finite")
+    return number
 
 
 def check_times(
@@ -126,7 +132,7 @@ def _audiences(claims: dict[str, Any]) -> list[str]:
 
 def _at_hash(access_token: str, alg: str) -> str:
     digest = hashlib.sha512 if alg == "EdDSA" else _AT_HASH_DIGEST[alg[-3:]]
-    full = digest(access_token.encode("ascii")).digest()
+    full = digest(access_token.encode("utf-8")).digest()
     return base64.urlsafe_b64encode(full[: len(full) // 2]).rstrip(b"=").decode("ascii")
 
 
@@ -176,7 +182,7 @@ def check_claims(
         if (
             at_hash is not None
             and access_token is not None
-            and not hmac.compare_digest(at_hash, _at_hash(access_token, alg))
+            and not hmac.compare_digest(at_hash.encode(), _at_hash(access_token, alg).encode())
         ):
             raise ClaimError("at_hash", "does not match the access token")
 

@@ -72,6 +72,17 @@ def test_keyword_arguments_win_over_environment() -> None:
                      "OIDC_BASE_URL", id="base-url-http"),
         pytest.param({"OIDC_ISSUER": ISSUER, "OIDC_JWKS_STALE_LIMIT": "10"}, "stale",
                      id="stale-below-max-age"),
+        pytest.param({"OIDC_ISSUER": "http://localhost.evil.example"}, "https",
+                     id="issuer-http-localhost-lookalike"),
+        pytest.param({"OIDC_ISSUER": "https:///realms/x"}, "https", id="issuer-https-no-host"),
+        pytest.param({"OIDC_ISSUER": ISSUER, "OIDC_SESSION_SECRET": "s" * 31},
+                     "OIDC_SESSION_SECRET", id="secret-31-bytes"),
+        pytest.param({"OIDC_ISSUER": ISSUER, "OIDC_LEEWAY": "301"}, "leeway", id="leeway-301"),
+        pytest.param({"OIDC_ISSUER": ISSUER, "OIDC_JWKS_COOLDOWN": "nan"}, "finite",
+                     id="cooldown-nan"),
+        pytest.param({"OIDC_ISSUER": ISSUER, "OIDC_JWKS_STALE_LIMIT": "nan"}, "finite",
+                     id="stale-limit-nan"),
+        pytest.param({"OIDC_ISSUER": ISSUER, "OIDC_LEEWAY": "inf"}, "finite", id="leeway-inf"),
     ],
 )  # fmt: skip
 def test_bad_settings_fail_at_build_time_naming_the_fix(

@@ -196,3 +196,43 @@ def test_guard_not_installed_is_a_clear_error(guard: OIDCGuard) -> None:
         pytest.raises(RuntimeError, match="install"),
     ):
         client.get("/p")
+
+
+def test_403_body_is_the_fixed_description(guard: OIDCGuard, issuer: FakeIssuer) -> None:
+    with TestClient(scoped_app(guard)) as client:
+        response = client.get("/api/admin", headers=bearer(issuer.mint(scope="read:data")))
+    assert response.json() == {
+        "error": "insufficient_scope",
+        "description": "The token does not grant the permissions this route requires",
+    }
+
+
+@pytest.mark.parametrize("scheme", ["Token", "Basic", "JWT", "Bearer:"])
+def test_valid_jwt_under_another_scheme_is_401(
+    client: TestClient, issuer: FakeIssuer, scheme: str
+) -> None:
+    header = {"Authorization": f"{scheme} {issuer.mint()}"}
+    response = client.get("/api/protected", headers=header)
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_token"
+
+
+def test_authorization_header_is_the_only_credential(
+    client: TestClient, issuer: FakeIssuer
+) -> None:
+    token = issuer.mint()
+    for name in ("access_token", "token", "id_token", "authorization"):
+        client.cookies.set(name, token)
+    response = client.get("/api/protected", params={"access_token": token, "token": token})
+    assert response.status_code == 401
+    assert response.json() == NOT_AUTHENTICATED
+
+
+def test_huge_integer_date_is_401_not_500(client: TestClient, issuer: FakeIssuer) -> None:
+    from fastapi_oidc_guard.testing._keys import b64url
+
+    head = b64url(b'{"alg":"RS256","typ":"at+jwt"}')
+    claims = f'{{"iss":"{issuer.issuer}","aud":"{issuer.audience}","sub":"x","exp":1'
+    body = b64url((claims + "0" * 400 + "}").encode())
+    response = client.get("/api/protected", headers=bearer(f"{head}.{body}.AAAA"))
+    assert response.status_code == 401

@@ -296,3 +296,76 @@ async def test_every_provider_call_has_a_5_second_timeout(issuer: FakeIssuer) ->
     timeout = guard.http_client().timeout
     assert (timeout.connect, timeout.read, timeout.write, timeout.pool) == (5, 5, 5, 5)
     await guard.aclose()
+
+
+async def test_unknown_kid_cooldown_is_the_full_30_seconds(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    guard = make_guard(issuer, clock)
+    await guard.keys.warm()
+    with pytest.raises(KeyNotFound):
+        await guard.keys.get_key(kid="unknown-1", alg="RS256")
+    assert issuer.requests["jwks"] == 2
+    clock.advance(29)
+    with pytest.raises(KeyNotFound):
+        await guard.keys.get_key(kid="unknown-2", alg="RS256")
+    assert issuer.requests["jwks"] == 2  # still in the cooldown
+    clock.advance(2)
+    with pytest.raises(KeyNotFound):
+        await guard.keys.get_key(kid="unknown-3", alg="RS256")
+    assert issuer.requests["jwks"] == 3
+
+
+async def test_unknown_kid_joins_the_refetch_in_flight(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    guard = make_guard(issuer, clock)
+    await guard.keys.warm()
+    issuer.rotate()
+    token = issuer.mint(sub="new-key")
+    issuer.gate = asyncio.Event()  # the refetch for the new kid is held at the provider
+    first = asyncio.ensure_future(guard.verifier.verify_access_token(token))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    second = asyncio.ensure_future(guard.verifier.verify_access_token(token))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    issuer.gate.set()
+    results = await asyncio.gather(first, second)
+    assert [claims["sub"] for claims in results] == ["new-key", "new-key"]
+    assert issuer.requests["jwks"] == 2
+    await guard.aclose()
+
+
+async def test_stale_beyond_limit_stays_503_during_the_retry_backoff(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    guard = make_guard(issuer, clock, jwks_stale_limit=3600)
+    await guard.verifier.verify_access_token(issuer.mint())
+    with issuer.outage("down"):
+        clock.advance(3601)
+        for n in range(3):
+            with pytest.raises(KeySetUnavailable):
+                await guard.verifier.verify_access_token(issuer.mint(sub=f"late-{n}"))
+            clock.advance(1)
+    await guard.aclose()
+
+
+async def test_failed_background_refresh_is_not_retried_per_request(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    guard = make_guard(issuer, clock)
+    await guard.verifier.verify_access_token(issuer.mint())
+    with issuer.outage("down"):
+        clock.advance(451)  # background refresh due
+        for n in range(10):
+            await guard.verifier.verify_access_token(issuer.mint(sub=f"u{n}"))
+            for _ in range(3):
+                await asyncio.sleep(0)
+        assert issuer.requests["jwks"] == 2  # one failed refresh, then the backoff holds
+        clock.advance(31)
+        await guard.verifier.verify_access_token(issuer.mint(sub="later"))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert issuer.requests["jwks"] == 3
+    await guard.aclose()

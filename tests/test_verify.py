@@ -29,6 +29,7 @@ from fastapi_oidc_guard import (
 )
 from fastapi_oidc_guard.testing import FakeClock, FakeIssuer, SigningKey
 from fastapi_oidc_guard.testing._keys import b64url, compact
+from fastapi_oidc_guard.verify import BACKCHANNEL_LOGOUT_EVENT
 
 pytestmark = pytest.mark.anyio
 
@@ -349,6 +350,120 @@ def token_with_numeric_sub(i: FakeIssuer) -> str:
     return i.mint(sub=12345)
 
 
+# -- builders added by the mutation review ---------------------------------------------------
+
+
+def _sized(i: FakeIssuer, length: int) -> str:
+    """A valid RS256 token of exactly ``length`` characters (padding claim and header tuned)."""
+    base = len(i.mint(pad=""))
+    for extra in range(4):  # an unpadded base64url segment cannot have every length
+        header = {"x": "y" * extra} if extra else None
+        for n in range(max(0, (length - base) * 3 // 4 - 8), (length - base) * 3 // 4 + 8):
+            token = i.mint(pad="x" * n, header=header)
+            if len(token) == length:
+                return token
+    raise AssertionError(f"cannot build a token of {length} characters")
+
+
+def valid_exactly_at_size_limit(i: FakeIssuer) -> str:
+    return _sized(i, 8 * 1024)
+
+
+def token_one_byte_over_size_limit(i: FakeIssuer) -> str:
+    return _sized(i, 8 * 1024 + 1)
+
+
+def token_with_non_canonical_signature(i: FakeIssuer) -> str:
+    # An RS256 signature is 256 bytes: 342 characters, the last one carrying 2 data bits. Setting
+    # a spare low bit decodes to the same bytes, so only the canonical check can reject it.
+    head, body, sig = _segments(i.mint())
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    assert len(sig) % 4 == 2
+    return f"{head}.{body}.{sig[:-1]}{alphabet[alphabet.index(sig[-1]) ^ 1]}"
+
+
+def token_with_nan_in_payload(i: FakeIssuer) -> str:
+    return i.sign(json.dumps(i.claims())[:-1].encode() + b', "x": NaN}')
+
+
+def token_with_huge_integer_exp(i: FakeIssuer) -> str:
+    claims = json.dumps(i.claims(exp=None))[:-1]
+    return i.sign(claims.encode() + b', "exp": 1' + b"0" * 400 + b"}")
+
+
+def token_with_alg_not_a_string(i: FakeIssuer) -> str:
+    key = i.signing_key
+    header = {"alg": ["RS256"], "kid": key.kid, "typ": "at+jwt"}
+    return compact(header, i.claims(), key, alg="RS256")
+
+
+def token_with_typ_null(i: FakeIssuer) -> str:
+    key = i.signing_key
+    return compact({"alg": "RS256", "kid": key.kid, "typ": None}, i.claims(), key)
+
+
+def valid_rsa_jwk_without_alg(i: FakeIssuer) -> str:
+    i.signing_key.jwk_extra["alg"] = None  # many providers omit the optional JWK "alg"
+    return i.mint()
+
+
+def token_naming_a_key_with_key_ops_string(i: FakeIssuer) -> str:
+    return i.mint(key=_with_key("RS256", use=None, key_ops="verify")(i))
+
+
+def token_signed_by_2047_bit_rsa_key(i: FakeIssuer) -> str:
+    weak = SigningKey.generate("RS256", bits=2047)
+    i.keys.append(weak)
+    return i.mint(key=weak)
+
+
+def token_naming_a_kid_shared_by_two_keys(i: FakeIssuer) -> str:
+    i.keys.append(SigningKey.generate("RS256", kid=i.signing_key.kid))
+    return i.mint()
+
+
+def _tampered(token: str, i: FakeIssuer) -> str:
+    head, _, sig = _segments(token)
+    return f"{head}.{b64url(json.dumps(i.claims(sub='admin')).encode())}.{sig}"
+
+
+def token_ps256_with_tampered_payload(i: FakeIssuer) -> str:
+    return _tampered(valid_ps256(i), i)
+
+
+def token_eddsa_with_tampered_payload(i: FakeIssuer) -> str:
+    return _tampered(valid_eddsa(i), i)
+
+
+def token_with_c_hash_marker(i: FakeIssuer) -> str:
+    return i.mint(c_hash="abc")
+
+
+def logout_token_with_typ_jwt_sent_as_bearer(i: FakeIssuer) -> str:
+    return i.mint(header={"typ": "JWT"}, events={BACKCHANNEL_LOGOUT_EVENT: {}}, jti="j1")
+
+
+def token_with_nbf_as_bool(i: FakeIssuer) -> str:
+    return i.mint(nbf=True)
+
+
+def token_with_iat_as_bool(i: FakeIssuer) -> str:
+    return i.mint(iat=False)
+
+
+def token_with_infinite_exp(i: FakeIssuer) -> str:
+    claims = json.dumps(i.claims(exp=None))[:-1]
+    return i.sign(claims.encode() + b', "exp": 1e400}')  # JSON-valid, parses to float("inf")
+
+
+def token_for_audience_with_our_prefix(i: FakeIssuer) -> str:
+    return i.mint(aud=i.audience + ".evil.example")
+
+
+def token_with_audience_array_holding_a_number(i: FakeIssuer) -> str:
+    return i.mint(aud=[i.audience, 42])
+
+
 BEARER_CASES: list[Any] = [
     # accepted
     pytest.param(valid_rs256, None, id="accept-rs256"),
@@ -428,6 +543,31 @@ BEARER_CASES: list[Any] = [
     pytest.param(token_without_sub, ClaimError, id="reject-sub-missing"),
     pytest.param(token_with_empty_sub, ClaimError, id="reject-sub-empty"),
     pytest.param(token_with_numeric_sub, ClaimError, id="reject-sub-number"),
+    # added by the mutation review
+    pytest.param(valid_exactly_at_size_limit, None, id="accept-exactly-8KiB"),
+    pytest.param(token_one_byte_over_size_limit, MalformedToken, id="reject-8KiB-plus-1"),
+    pytest.param(token_with_non_canonical_signature, MalformedToken, id="reject-sig-noncanonical"),
+    pytest.param(token_with_nan_in_payload, MalformedToken, id="reject-json-nan"),
+    pytest.param(token_with_huge_integer_exp, ClaimError, id="reject-exp-huge-integer"),
+    pytest.param(token_with_alg_not_a_string, MalformedToken, id="reject-alg-not-string"),
+    pytest.param(token_with_typ_null, MalformedToken, id="reject-typ-null"),
+    pytest.param(valid_rsa_jwk_without_alg, None, id="accept-jwk-without-alg"),
+    pytest.param(token_naming_a_key_with_key_ops_string, UnusableKey, id="reject-key-ops-string"),
+    pytest.param(token_signed_by_2047_bit_rsa_key, UnusableKey, id="reject-rsa-2047"),
+    pytest.param(token_naming_a_kid_shared_by_two_keys, UnusableKey, id="reject-kid-shared"),
+    pytest.param(token_ps256_with_tampered_payload, InvalidSignature, id="reject-tampered-ps256"),
+    pytest.param(token_eddsa_with_tampered_payload, InvalidSignature, id="reject-tampered-eddsa"),
+    pytest.param(token_with_c_hash_marker, WrongTokenType, id="reject-c_hash-marker"),
+    pytest.param(
+        logout_token_with_typ_jwt_sent_as_bearer, WrongTokenType, id="reject-events-marker"
+    ),
+    pytest.param(token_with_nbf_as_bool, ClaimError, id="reject-nbf-bool"),
+    pytest.param(token_with_iat_as_bool, ClaimError, id="reject-iat-bool"),
+    pytest.param(token_with_infinite_exp, ClaimError, id="reject-exp-infinite"),
+    pytest.param(token_for_audience_with_our_prefix, InvalidAudience, id="reject-aud-prefix"),
+    pytest.param(
+        token_with_audience_array_holding_a_number, ClaimError, id="reject-aud-array-number"
+    ),
 ]
 
 
@@ -563,3 +703,93 @@ async def test_cache_purged_when_key_is_removed(issuer: FakeIssuer, clock: FakeC
     with pytest.raises(KeyNotFound):
         await guard.verifier.verify_access_token(token)
     await guard.aclose()
+
+
+async def test_at_hash_uses_the_hash_of_the_signing_alg(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    import hashlib
+
+    eddsa = _with_key("EdDSA")(issuer)
+    digest = hashlib.sha512(b"access-1").digest()  # EdDSA (Ed25519): SHA-512, left half
+    at_hash = base64.urlsafe_b64encode(digest[:32]).rstrip(b"=").decode()
+    claims = issuer.claims(aud=issuer.client_id, scope=None, at_hash=at_hash)
+    token = issuer.sign(claims, key=eddsa, header={"typ": "JWT"})
+    guard = make_guard(issuer, clock)
+    verified = await guard.verifier.verify_id_token(token, nonce=None, access_token="access-1")
+    assert verified["at_hash"] == at_hash
+    await guard.aclose()
+
+
+async def test_non_ascii_at_hash_is_an_invalid_token(issuer: FakeIssuer, clock: FakeClock) -> None:
+    claims = issuer.claims(aud=issuer.client_id, scope=None, at_hash="\u00e9t\u00e9")
+    token = issuer.sign(claims, header={"typ": "JWT"})
+    guard = make_guard(issuer, clock)
+    with pytest.raises(ClaimError):
+        await guard.verifier.verify_id_token(token, nonce=None, access_token="access-1")
+    await guard.aclose()
+
+
+LOGOUT_CASES: list[Any] = [
+    pytest.param({}, None, id="accept-logout-token"),
+    pytest.param({"sub": None}, None, id="accept-sid-only"),
+    pytest.param({"sid": None}, None, id="accept-sub-only"),
+    pytest.param({"jti": None}, ClaimError, id="reject-jti-missing"),
+    pytest.param({"events": None}, ClaimError, id="reject-events-missing"),
+    pytest.param(
+        {"events": {BACKCHANNEL_LOGOUT_EVENT: "yes"}}, ClaimError, id="reject-event-not-object"
+    ),
+    pytest.param({"events": {"http://other/event": {}}}, ClaimError, id="reject-other-event"),
+    pytest.param({"nonce": "n-1"}, ClaimError, id="reject-nonce-present"),
+    pytest.param({"sid": None, "sub": None}, ClaimError, id="reject-neither-sid-nor-sub"),
+    pytest.param({"iat": None}, ClaimError, id="reject-logout-iat-missing"),
+    pytest.param({"aud": "https://api.example.test"}, InvalidAudience, id="reject-logout-aud"),
+    pytest.param({"header": {"typ": "at+jwt"}}, WrongTokenType, id="reject-access-token-as-logout"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), LOGOUT_CASES)
+async def test_logout_token(
+    overrides: dict[str, Any],
+    expected: type[InvalidToken] | None,
+    issuer: FakeIssuer,
+    clock: FakeClock,
+) -> None:
+    header = overrides.pop("header", {"typ": "logout+jwt"})
+    claims = issuer.claims(
+        aud=issuer.client_id, scope=None, jti="logout-1", sid="session-1",
+        events={BACKCHANNEL_LOGOUT_EVENT: {}},
+    )  # fmt: skip
+    claims.update(overrides)
+    token = issuer.sign({k: v for k, v in claims.items() if v is not None}, header=header)
+    guard = make_guard(issuer, clock)
+    try:
+        if expected is None:
+            verified = await guard.verifier.verify_logout_token(token)
+            assert verified["jti"] == "logout-1"
+        else:
+            with pytest.raises(expected):
+                await guard.verifier.verify_logout_token(token)
+    finally:
+        await guard.aclose()
+
+
+async def test_cache_hit_needs_the_whole_token(issuer: FakeIssuer, clock: FakeClock) -> None:
+    guard = make_guard(issuer, clock)
+    token = issuer.mint(sub="alice")
+    await guard.verifier.verify_access_token(token)  # now cached
+    with pytest.raises(InvalidSignature):  # same header and signature, other payload
+        await guard.verifier.verify_access_token(_tampered(token, issuer))
+    await guard.aclose()
+
+
+def test_verified_token_cache_is_bounded() -> None:
+    from fastapi_oidc_guard._cache import CacheEntry, VerifiedTokenCache, token_digest
+
+    cache = VerifiedTokenCache(2)
+    for n in range(3):
+        cache.put(token_digest(f"token-{n}"), CacheEntry(0, {"n": n}))
+    assert len(cache) == 2
+    assert cache.get(token_digest("token-0"), generation=0) is None  # least recently used
+    entry = cache.get(token_digest("token-2"), generation=0)
+    assert entry is not None and entry.claims == {"n": 2}
