@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -15,23 +14,7 @@ from fastapi.testclient import TestClient
 from fastapi_oidc_guard import OIDCGuard, access_token, client_credentials_token
 from fastapi_oidc_guard.testing import FakeClock, FakeIssuer, alogin, login
 
-from .web import BASE_URL, OTHER_API, web_app, web_guard
-
-
-@pytest.fixture
-def guard(issuer: FakeIssuer, clock: FakeClock) -> OIDCGuard:
-    return web_guard(issuer, clock)
-
-
-@pytest.fixture
-def app(guard: OIDCGuard) -> FastAPI:
-    return web_app(guard)
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app, base_url=BASE_URL) as test_client:
-        yield test_client
+from ..web import BASE_URL, OTHER_API, web_app, web_guard
 
 
 def refreshes(issuer: FakeIssuer) -> int:

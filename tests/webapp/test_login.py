@@ -3,39 +3,20 @@ hostile callback, each a named test. None may produce a 500 or a session."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from fastapi_oidc_guard import OIDCGuard
 from fastapi_oidc_guard.testing import FakeClock, FakeIssuer, login
 
-from .web import BASE_URL, web_app, web_guard
+from ..web import BASE_URL, web_app, web_guard
 
 NOT_AUTHENTICATED = {
     "error": "not_authenticated",
     "description": "The user does not have an active session or is not authenticated",
 }
-
-
-@pytest.fixture
-def guard(issuer: FakeIssuer, clock: FakeClock) -> OIDCGuard:
-    return web_guard(issuer, clock)
-
-
-@pytest.fixture
-def app(guard: OIDCGuard) -> FastAPI:
-    return web_app(guard)
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app, base_url=BASE_URL) as test_client:
-        yield test_client
 
 
 def start_login(client: TestClient, **params: str) -> tuple[httpx.Response, dict[str, str]]:
