@@ -109,7 +109,7 @@ def test_two_processes_share_sessions_refresh_and_logout(
                 async with httpx.AsyncClient(timeout=15, cookies=cookie) as tab:
                     return await asyncio.gather(*(tab.get(p) for p in paths))
 
-            urls = [f"{(a if n % 2 else b).url}/api/token" for n in range(20)]
+            urls = [f"{(a if n % 2 else b).url}/api/short-token" for n in range(20)]
             responses = asyncio.run(burst(urls))
             assert [r.status_code for r in responses] == [200] * 20, [r.text for r in responses]
             assert len({r.json()["token"] for r in responses}) == 1
