@@ -73,7 +73,6 @@ class DiscoveryCache:
         self._metadata: ProviderMetadata | None = None
         self._expires_at = 0.0
         self._flight: SingleFlight[ProviderMetadata] = SingleFlight(self._fetch)
-        self.fetch_count = 0
 
     @property
     def cached(self) -> ProviderMetadata | None:
@@ -93,7 +92,6 @@ class DiscoveryCache:
             return metadata
 
     async def _fetch(self) -> ProviderMetadata:
-        self.fetch_count += 1
         document, _ = await fetch_json(
             self._client(), discovery_url(self.issuer), error=DiscoveryError
         )

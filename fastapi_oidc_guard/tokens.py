@@ -62,8 +62,6 @@ class TokenService:
         self._machine: dict[str, TokenSet] = {}
         self._machine_flights: dict[str, asyncio.Task[TokenSet]] = {}
         self._userinfo: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
-        #: Number of refresh-token grants sent (for tests and metrics).
-        self.refresh_count = 0
         self._warned_opaque = False
 
     def key(self, audience: str | None, scope: str | None) -> str:
@@ -86,27 +84,29 @@ class TokenService:
         ``persist`` receives the updated session when a refresh happened.
         """
         key = self.key(audience, scope)
-        tokens = self._usable(session, key, min_ttl)
+        tokens = self._fresh(session.tokens.get(key), min_ttl)
         if tokens is None:
             session = await self._refresh(session, audience=audience, scope=scope)
             persist(session)
             tokens = session.tokens.get(key)
             if tokens is None:
                 raise LoginRequired("refresh did not produce a token for this audience")
-        result = AccessToken(
-            token=tokens.access_token, token_type=tokens.token_type,
-            expires_at=tokens.expires_at, scope=tokens.scope, audience=tokens.audience,
-        )  # fmt: skip
-        self.diagnose(result.token, expected_audience=audience)
-        return result
+        return self._hand_out(tokens, expected_audience=audience)
 
-    def _usable(self, session: SessionData, key: str, min_ttl: float) -> TokenSet | None:
-        tokens = session.tokens.get(key)
+    def _fresh(self, tokens: TokenSet | None, min_ttl: float) -> TokenSet | None:
+        """``tokens`` if they stay valid for more than ``min_ttl`` seconds, else ``None``."""
         if tokens is None:
             return None
         if tokens.expires_at is not None and tokens.expires_at - self._clock() <= min_ttl:
             return None
         return tokens
+
+    def _hand_out(self, tokens: TokenSet, *, expected_audience: str | None) -> AccessToken:
+        self.diagnose(tokens.access_token, expected_audience=expected_audience)
+        return AccessToken(
+            token=tokens.access_token, token_type=tokens.token_type,
+            expires_at=tokens.expires_at, scope=tokens.scope, audience=tokens.audience,
+        )  # fmt: skip
 
     async def _refresh(
         self, session: SessionData, *, audience: str | None, scope: str | None
@@ -161,7 +161,6 @@ class TokenService:
                 **flows.audience_params(audience, cfg.audience_param)}  # fmt: skip
         if scope:
             data["scope"] = scope
-        self.refresh_count += 1
         try:
             document = await flows.token_request(
                 guard.http_client(), metadata, guard.credentials, data
@@ -260,21 +259,14 @@ class TokenService:
     ) -> AccessToken:
         """A client-credentials token for the app itself, cached until ``min_ttl`` before expiry."""
         key = token_key(audience, scope)
-        tokens = self._machine.get(key)
-        if tokens is None or (
-            tokens.expires_at is not None and tokens.expires_at - self._clock() <= min_ttl
-        ):
+        tokens = self._fresh(self._machine.get(key), min_ttl)
+        if tokens is None:
             flight = self._machine_flights.get(key)
             if flight is None or flight.done():
                 flight = asyncio.ensure_future(self._fetch_machine(audience, scope))
                 self._machine_flights[key] = flight
             tokens = await asyncio.shield(flight)
-        result = AccessToken(
-            token=tokens.access_token, token_type=tokens.token_type,
-            expires_at=tokens.expires_at, scope=tokens.scope, audience=tokens.audience,
-        )  # fmt: skip
-        self.diagnose(result.token, expected_audience=audience)
-        return result
+        return self._hand_out(tokens, expected_audience=audience)
 
     async def _fetch_machine(self, audience: str | None, scope: str | None) -> TokenSet:
         guard = self._guard
