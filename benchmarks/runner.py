@@ -302,9 +302,11 @@ async def _session_setup(
         created_at=now, last_active=now,
     )  # fmt: skip
     assert guard.sessions is not None
-    backend = guard.sessions.backend
-    value = await backend.save(session, expires_at=now + 86_400)
-    return guard, [[(b"cookie", f"oidc_session={value}".encode())]], "bench-session"
+    scope: dict[str, Any] = {"type": "http", "headers": []}
+    guard.sessions.start(scope, session)  # what a login stores
+    set_cookies = await guard.sessions.commit(guard.sessions.slot(scope))
+    cookie = "; ".join(header.decode("latin-1").split(";", 1)[0] for header in set_cookies)
+    return guard, [[(b"cookie", cookie.encode())]], "bench-session"
 
 
 async def _sanity_checks(variants: Sequence[Variant], settings: Settings) -> None:

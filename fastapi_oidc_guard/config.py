@@ -73,6 +73,19 @@ def require_safe_url(url: str, *, what: str) -> str:
     )
 
 
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return ""
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    try:
+        port = f":{parts.port}" if parts.port is not None and parts.port != default else ""
+    except ValueError:
+        return ""
+    return f"{parts.scheme}://{host}{port}"
+
+
 def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
@@ -110,7 +123,7 @@ class GuardConfig:
     token_cache_size: int = 1024
     # Browser login and sessions
     routes_prefix: str = "/auth"
-    cookie_name: str = "oidc_session"
+    cookie_name: str | None = None  # None: __Host-oidc_session on https, oidc_session on http
     cookie_domain: str | None = None
     cookie_path: str = "/"
     cookie_same_site: SameSite = "lax"
@@ -124,6 +137,8 @@ class GuardConfig:
     token_endpoint_auth: ClientAuth = "client_secret_basic"
     default_return_to: str = "/"
     roles_claim: str = "roles"
+    trusted_origins: tuple[str, ...] = ()
+    max_cookie_bytes: int = 14_000  # 4 chunks: what a default uvicorn (h11) accepts
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -139,6 +154,8 @@ class GuardConfig:
             object.__setattr__(self, "session_secret", _split(self.session_secret))
         if isinstance(self.algorithms, str):
             object.__setattr__(self, "algorithms", _split(self.algorithms))
+        if isinstance(self.trusted_origins, str):
+            object.__setattr__(self, "trusted_origins", _split(self.trusted_origins))
         for secret in self.session_secret:
             if len(secret.encode()) < 32:
                 raise ConfigurationError(
@@ -172,7 +189,50 @@ class GuardConfig:
             return self.cookie_secure
         return not (self.base_url or "").startswith("http://")
 
+    @property
+    def origin(self) -> str | None:
+        """The app's origin (``scheme://host[:port]``), from ``base_url``."""
+        return _origin(self.base_url) if self.base_url else None
+
+    @property
+    def session_cookie_name(self) -> str:
+        """``cookie_name``, or the default: ``__Host-oidc_session`` with Secure cookies and no
+        ``cookie_domain`` (a sibling subdomain cannot plant it), ``__Secure-oidc_session`` with a
+        domain, ``oidc_session`` on plain http (loopback development)."""
+        if self.cookie_name is not None:
+            return self.cookie_name
+        if not self.secure_cookies:
+            return "oidc_session"
+        if self.cookie_domain is None and self.cookie_path == "/":
+            return "__Host-oidc_session"
+        return "__Secure-oidc_session"
+
+    def _check_cookie_name(self) -> None:
+        name = self.session_cookie_name
+        if name.startswith("__Host-") and not (
+            self.secure_cookies and self.cookie_domain is None and self.cookie_path == "/"
+        ):
+            raise ConfigurationError(
+                f"cookie_name {name!r}: __Host- cookies need https (Secure), cookie_path='/' and "
+                "no cookie_domain; use a __Secure- name with a domain"
+            )
+        if name.startswith("__Secure-") and not self.secure_cookies:
+            raise ConfigurationError(f"cookie_name {name!r}: __Secure- cookies need https")
+        if name.lower().startswith(("__host-", "__secure-")) and not name.startswith(
+            ("__Host-", "__Secure-")
+        ):
+            raise ConfigurationError(f"cookie_name {name!r}: write the prefix as __Host-/__Secure-")
+
+    def _check_origins(self) -> None:
+        for origin in self.trusted_origins:
+            if origin == "*" or _origin(origin) != origin:
+                raise ConfigurationError(
+                    f"OIDC_TRUSTED_ORIGINS: {origin!r} is not an origin; give scheme://host[:port] "
+                    "without a path or a trailing slash, e.g. https://app.example.com"
+                )
+
     def _check_login(self) -> None:
+        self._check_origins()
         if not self.login_enabled:
             return
         missing = [
@@ -197,6 +257,9 @@ class GuardConfig:
             raise ConfigurationError("cookie_same_site='none' requires Secure cookies (https)")
         if self.max_pending_logins < 1:
             raise ConfigurationError("max_pending_logins must be at least 1")
+        if not 1024 <= self.max_cookie_bytes <= 20 * 3500:
+            raise ConfigurationError("max_cookie_bytes must be between 1024 and 70000")
+        self._check_cookie_name()
 
     def _check_algorithms(self) -> None:
         if not self.algorithms:
@@ -254,6 +317,13 @@ class GuardConfig:
             values["session_secret"] = _split(env["OIDC_SESSION_SECRET"])
         if env.get("OIDC_ALGORITHMS"):
             values["algorithms"] = _split(env["OIDC_ALGORITHMS"])
+        if env.get("OIDC_TRUSTED_ORIGINS"):
+            values["trusted_origins"] = _split(env["OIDC_TRUSTED_ORIGINS"])
+        if env.get("OIDC_MAX_COOKIE_BYTES"):
+            try:
+                values["max_cookie_bytes"] = int(env["OIDC_MAX_COOKIE_BYTES"])
+            except ValueError as err:
+                raise ConfigurationError("OIDC_MAX_COOKIE_BYTES must be a whole number") from err
         numbers = {
             "leeway": "OIDC_LEEWAY",
             "http_timeout": "OIDC_HTTP_TIMEOUT",

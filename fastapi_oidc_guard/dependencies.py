@@ -146,14 +146,8 @@ async def userinfo(request: Request) -> User:
     must equal the session's. Declare fields with ``Field(exclude=True)`` in your user model to
     keep private ones out of what routes return."""
     guard = get_guard(request)
+    claims = await guard.userinfo_for(request)
     session = await guard.session(request)
-    if session is None:
-        raise NotAuthenticated("userinfo needs a session")
-    sessions = guard.sessions
-    assert sessions is not None
-    claims = await guard.tokens.userinfo(
-        session, persist=lambda updated: sessions.set(request.scope, updated)
-    )
-    if claims.get("sub") != session.sub:
+    if session is None or claims.get("sub") != session.sub:
         raise InvalidToken("userinfo sub does not match the session")
     return guard.user_from_claims(claims)

@@ -8,7 +8,8 @@ Exception tree::
     OIDCGuardError
     ├── ConfigurationError                 configuration_error   (raised when the guard is built)
     ├── NotAuthenticated                   not_authenticated     401
-    │   └── LoginRedirect                  pages: 302 to the login route instead
+    │   ├── LoginRedirect                  pages: 302 to the login route instead
+    │   └── SessionEnded                   the session ended while the request was in flight
     ├── InvalidToken                       invalid_token         401
     │   ├── MalformedToken                 shape, size, encoding, header
     │   ├── UnsupportedAlgorithm           alg outside the allow-list
@@ -21,6 +22,9 @@ Exception tree::
     │   │   └── InvalidAudience
     │   └── InvalidUserClaims              claims do not validate against the user model
     ├── InsufficientScope                  insufficient_scope    403
+    ├── CrossOriginRequest                 cross_origin_request  403 (cookie-authenticated write
+    │                                                                from another origin)
+    ├── SessionTooLarge                    session_too_large     500 (the app stores too much)
     ├── LoginRequired                      login_required        401
     │   └── NoRefreshToken                 expired token, no refresh token (offline_access)
     ├── TemporarilyUnavailable             temporarily_unavailable 503
@@ -37,6 +41,7 @@ __all__ = [
     "AccessDenied",
     "ClaimError",
     "ConfigurationError",
+    "CrossOriginRequest",
     "DiscoveryError",
     "ExpiredToken",
     "InsufficientScope",
@@ -53,6 +58,8 @@ __all__ = [
     "NoRefreshToken",
     "NotAuthenticated",
     "OIDCGuardError",
+    "SessionEnded",
+    "SessionTooLarge",
     "TemporarilyUnavailable",
     "TokenRequestFailed",
     "UnsupportedAlgorithm",
@@ -85,6 +92,26 @@ class LoginRedirect(NotAuthenticated):
     def __init__(self, message: str, *, location: str) -> None:
         super().__init__(message)
         self.location = location
+
+
+class SessionEnded(NotAuthenticated):
+    """The session ended (logout, back-channel logout) while this request was using it."""
+
+
+class CrossOriginRequest(OIDCGuardError):
+    """A cookie-authenticated unsafe request (POST, PUT, PATCH, DELETE) came from another
+    origin (``Origin`` or ``Sec-Fetch-Site`` say so) that is not in ``trusted_origins``: the
+    cross-site request forgery that SameSite=Lax does not stop (sibling subdomains, or
+    ``SameSite=None``). Bearer requests are never refused for this."""
+
+    code = "cross_origin_request"
+
+
+class SessionTooLarge(OIDCGuardError):
+    """A session would need more cookie bytes than ``max_cookie_bytes``: browsers and servers
+    drop such cookies, so it is refused where it is set instead of being lost silently."""
+
+    code = "session_too_large"
 
 
 class InvalidToken(OIDCGuardError):

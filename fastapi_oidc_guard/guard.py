@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,8 +13,10 @@ from pydantic import ValidationError
 
 from ._http import build_client
 from .config import GuardConfig, SessionBackendName
+from .csrf import UNSAFE_METHODS, write_allowed
 from .errors import (
     ConfigurationError,
+    CrossOriginRequest,
     InvalidToken,
     InvalidUserClaims,
     LoginRequired,
@@ -24,12 +26,13 @@ from .flows import ClientCredentials
 from .http_errors import error_response, install_error_handlers
 from .issuers import IssuerResolver, IssuerVerifiers, TrustedIssuer, build_issuer_stack
 from .models import AccessToken, SessionData, User
-from .sessions.base import SessionBackend, SharedState
+from .sessions.base import SessionBackend
 from .sessions.cookie import CookieSessionBackend
 from .sessions.cookies import CookieSettings
 from .sessions.manager import BeforeSave, SessionManager
 from .sessions.memory import MemorySessionBackend
 from .sessions.middleware import SessionMiddleware
+from .sessions.revocation import MemoryRevocations, RevocationStore
 from .sessions.sealing import Sealer
 from .tokens import SeenIds, TokenService
 from .transactions import TransactionStore
@@ -37,6 +40,17 @@ from .transactions import TransactionStore
 __all__ = ["OIDCGuard", "parse_authorization"]
 
 logger = logging.getLogger("fastapi_oidc_guard")
+AnyBackend = SessionBackend | CookieSessionBackend
+
+
+def _named_backend(cfg: GuardConfig, sealer: Sealer) -> AnyBackend:
+    if cfg.session_backend == "memory":
+        return MemorySessionBackend(clock=cfg.clock)
+    if cfg.session_backend == "redis":
+        from .sessions.redis import RedisSessionBackend
+
+        return RedisSessionBackend(sealer=sealer, url=cfg.redis_url, clock=cfg.clock)
+    return CookieSessionBackend(sealer)
 
 
 def parse_authorization(value: str) -> str:
@@ -75,7 +89,7 @@ class OIDCGuard:
         user_model: type[User] = User,
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
-        session_backend: SessionBackend | SessionBackendName | None = None,
+        session_backend: AnyBackend | SessionBackendName | None = None,
         before_session_saved: BeforeSave | None = None,
         trusted_issuers: Iterable[TrustedIssuer] = (),
         issuer_resolver: IssuerResolver | None = None,
@@ -117,33 +131,41 @@ class OIDCGuard:
                 "obtained at login may be opaque. Set it to your API's identifier."
             )
 
-    def _build_sessions(
-        self, backend: SessionBackend | None, before_save: BeforeSave | None
-    ) -> None:
+    def _build_sessions(self, backend: AnyBackend | None, before_save: BeforeSave | None) -> None:
         cfg = self.config
-        sealer = Sealer(cfg.session_secret, clock=cfg.clock)
-        if backend is None:
-            if cfg.session_backend == "cookie":
-                backend = CookieSessionBackend(sealer)
-            elif cfg.session_backend == "memory":
-                backend = MemorySessionBackend(clock=cfg.clock)
-            else:
-                from .sessions.redis import RedisSessionBackend
-
-                backend = RedisSessionBackend(sealer=sealer, url=cfg.redis_url, clock=cfg.clock)
         cookie = CookieSettings(
-            name=cfg.cookie_name, domain=cfg.cookie_domain, path=cfg.cookie_path,
+            name=cfg.session_cookie_name, domain=cfg.cookie_domain, path=cfg.cookie_path,
             secure=cfg.secure_cookies, same_site=cfg.cookie_same_site,
         )  # fmt: skip
+        # Sealing and store keys are bound to this app: a cookie of another app that shares the
+        # secret (staging and production, say) is no session here.
+        binding = "\x1f".join((cfg.issuer, cfg.client_id or "", cookie.name))
+        sealer = Sealer(cfg.session_secret, clock=cfg.clock, binding=binding)
+        if backend is None:
+            backend = _named_backend(cfg, sealer)
+        revocations: RevocationStore = MemoryRevocations(clock=cfg.clock)
+        if isinstance(backend, CookieSessionBackend) and cfg.redis_url:
+            from .sessions.redis_revocations import RedisRevocations
+
+            revocations = RedisRevocations(sealer=sealer, url=cfg.redis_url, clock=cfg.clock)
         self.sessions = SessionManager(
-            backend, cookie, clock=cfg.clock, inactivity=cfg.session_inactivity,
-            absolute=cfg.session_absolute, touch_interval=cfg.session_touch_interval,
-            before_save=before_save,
+            backend, cookie, sealer=sealer, revocations=revocations, clock=cfg.clock,
+            inactivity=cfg.session_inactivity, absolute=cfg.session_absolute,
+            touch_interval=cfg.session_touch_interval, before_save=before_save,
+            max_cookie_bytes=cfg.max_cookie_bytes,
         )  # fmt: skip
+        # A __Host- cookie must have Path=/; its name already carries the login's state.
+        txn_path = "/" if cookie.name.startswith("__Host-") else cfg.routes_prefix
         self.transactions = TransactionStore(
-            sealer, cookie, path=cfg.routes_prefix,
-            max_pending=cfg.max_pending_logins,
-        )  # fmt: skip
+            sealer, cookie, path=txn_path, max_pending=cfg.max_pending_logins
+        )
+        if cfg.cookie_same_site == "none" and not cfg.trusted_origins:
+            logger.warning(
+                "cookie_same_site='none' sends the session cookie with requests from every "
+                "site; cookie-authenticated writes from other origins are refused, so list the "
+                "origins of your front ends in OIDC_TRUSTED_ORIGINS (trusted_origins=...)"
+            )
+        self._write_origins = frozenset({cfg.origin or "", *cfg.trusted_origins}) - {""}
 
     @classmethod
     def from_env(
@@ -153,7 +175,7 @@ class OIDCGuard:
         user_model: type[User] = User,
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
-        session_backend: SessionBackend | SessionBackendName | None = None,
+        session_backend: AnyBackend | SessionBackendName | None = None,
         before_session_saved: BeforeSave | None = None,
         trusted_issuers: Iterable[TrustedIssuer] = (),
         issuer_resolver: IssuerResolver | None = None,
@@ -190,9 +212,10 @@ class OIDCGuard:
         for stack in self.issuers.all_stacks():
             stack.keys.close()
             stack.discovery.close()
-        backend_close = getattr(self.sessions.backend, "aclose", None) if self.sessions else None
-        if backend_close is not None:
-            await backend_close()
+        for part in (self.sessions.backend, self.sessions.revocations) if self.sessions else ():
+            close = getattr(part, "aclose", None)
+            if close is not None:
+                await close()
         if self._client is not None and self._owns_client:
             await self._client.aclose()
             self._client = None
@@ -239,16 +262,31 @@ class OIDCGuard:
         return user
 
     async def session(self, request: Request) -> SessionData | None:
-        """The request's browser session, or ``None``."""
+        """The request's browser session, or ``None``.
+
+        A cookie-authenticated unsafe request (POST, PUT, PATCH, DELETE) from another origin
+        raises :class:`CrossOriginRequest` (403) instead: see ``fastapi_oidc_guard.csrf``.
+        """
         if self.sessions is None:
             return None
-        return await self.sessions.get(request.scope)
+        session = await self.sessions.get(request.scope)
+        if (
+            session is not None
+            and request.method in UNSAFE_METHODS
+            and not write_allowed(request.headers, allowed_origins=self._write_origins)
+        ):
+            raise CrossOriginRequest(
+                f"{request.method} with the session cookie from origin "
+                f"{request.headers.get('origin')!r} (sec-fetch-site "
+                f"{request.headers.get('sec-fetch-site')!r}); trusted: {sorted(self._write_origins)}"
+            )
+        return session
 
     async def session_user(self, request: Request) -> User | None:
         """The user of the request's session (built once per request), or ``None``."""
         if self.sessions is None:
             return None
-        session = await self.sessions.get(request.scope)
+        session = await self.session(request)
         if session is None:
             return None
         cache = self.sessions.slot(request.scope).cache
@@ -274,27 +312,52 @@ class OIDCGuard:
         """A fresh access token of the request's session for ``audience`` (refreshed if it
         expires within ``min_ttl`` seconds). No session: 401; refresh impossible: 401
         ``login_required`` (the session ends when the provider refused the refresh token)."""
-        sessions = self.sessions
         session = await self.session(request)
-        if sessions is None or session is None:
+        if session is None:
             raise NotAuthenticated("access token asked without a session")
-        try:
+        async with self._ending_on_refusal(request):
             return await self.tokens.for_session(
                 session, audience=audience, scope=scope, min_ttl=min_ttl,
-                persist=lambda updated: sessions.set(request.scope, updated),
+                persist=self._persister(request),
             )  # fmt: skip
+
+    async def userinfo_for(self, request: Request) -> dict[str, Any]:
+        """The userinfo claims of the request's session (its ``sub`` checked by the caller);
+        refreshes the access token first when needed, with the same rules as
+        :meth:`access_token_for`."""
+        session = await self.session(request)
+        if session is None:
+            raise NotAuthenticated("userinfo needs a session")
+        async with self._ending_on_refusal(request):
+            return await self.tokens.userinfo(session, persist=self._persister(request))
+
+    def _persister(self, request: Request) -> Callable[[SessionData], Awaitable[None]]:
+        sessions = self.sessions
+        assert sessions is not None
+
+        async def persist(updated: SessionData) -> None:
+            await sessions.save(request.scope, updated)
+
+        return persist
+
+    @asynccontextmanager
+    async def _ending_on_refusal(self, request: Request) -> AsyncIterator[None]:
+        """The one path for "the provider refused the refresh token": the session ends, for
+        every caller (``access_token``, ``userinfo``, ``/auth/access-token``)."""
+        try:
+            yield
         except LoginRequired as err:
-            if err.end_session:
-                sessions.end(request.scope)
+            if err.end_session and self.sessions is not None:
+                self.sessions.end(request.scope)
             raise
 
     async def first_logout_use(self, claims: dict[str, Any]) -> bool:
         """True the first time a logout token's ``jti`` is seen (across processes when the
         session backend is shared, e.g. Redis)."""
-        backend = self.sessions.backend if self.sessions else None
+        shared = self.sessions.shared if self.sessions else None
         ttl = max(float(claims["exp"]) - self.config.clock(), 0.0) + self.config.leeway + 60
-        if isinstance(backend, SharedState):
-            return await backend.first_use(f"jti:{claims['iss']}:{claims['jti']}", ttl=ttl)
+        if shared is not None:
+            return await shared.first_use(f"jti:{claims['iss']}:{claims['jti']}", ttl=ttl)
         return self.logout_jtis.first_use(claims["jti"], until=self.config.clock() + ttl)
 
     def public_profile(self, user: User) -> dict[str, Any]:

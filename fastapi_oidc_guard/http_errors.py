@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from .errors import (
     AccessDenied,
+    CrossOriginRequest,
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
@@ -21,6 +22,7 @@ from .errors import (
     NoRefreshToken,
     NotAuthenticated,
     OIDCGuardError,
+    SessionTooLarge,
     TemporarilyUnavailable,
 )
 
@@ -40,6 +42,11 @@ _DESCRIPTIONS: dict[type[OIDCGuardError], tuple[int, str]] = {
     ),
     LoginRequired: (401, "The session cannot provide this token; the user must log in again"),
     InsufficientScope: (403, "The token does not grant the permissions this route requires"),
+    CrossOriginRequest: (
+        403,
+        "Requests that change state with the session cookie must come from this site's origin",
+    ),
+    SessionTooLarge: (500, "The session is too large to be stored in cookies"),
     TemporarilyUnavailable: (503, "The identity provider is temporarily unavailable"),
     AccessDenied: (400, "The authorization request was denied"),
     InvalidRequest: (400, "The request is invalid"),
@@ -79,7 +86,11 @@ def error_response(err: OIDCGuardError) -> Response:
 
 async def _handle(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OIDCGuardError)
-    level = logging.WARNING if isinstance(exc, TemporarilyUnavailable) else logging.INFO
+    level = logging.INFO
+    if isinstance(exc, TemporarilyUnavailable):
+        level = logging.WARNING
+    elif isinstance(exc, SessionTooLarge):
+        level = logging.ERROR
     logger.log(level, "%s %s -> %s: %s", request.method, request.url.path, exc.code, exc)
     return error_response(exc)
 

@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from . import flows
+from ._pages import logout_confirmation
+from .csrf import same_origin_navigation, write_allowed
 from .errors import (
     AccessDenied,
+    CrossOriginRequest,
     InvalidRequest,
     InvalidToken,
     NotAuthenticated,
@@ -23,6 +26,7 @@ from .errors import (
 from .http_errors import error_response
 from .models import SessionData
 from .pkce import code_challenge, random_token
+from .tokens import provider_refusal
 from .transactions import Transaction
 
 if TYPE_CHECKING:
@@ -100,6 +104,8 @@ def build_router(guard: OIDCGuard) -> APIRouter:
     sessions, transactions = guard.sessions, guard.transactions
     assert sessions is not None and transactions is not None
     base_url = cfg.base_url.rstrip("/")
+    own_origin = cfg.origin or ""
+    write_origins = frozenset({own_origin, *cfg.trusted_origins})
     redirect_uri = f"{base_url}{cfg.routes_prefix}/callback"
     router = APIRouter(prefix=cfg.routes_prefix, include_in_schema=False)
     warned_no_audience: list[bool] = []
@@ -178,7 +184,9 @@ def build_router(guard: OIDCGuard) -> APIRouter:
                 guard.http_client(), metadata, guard.credentials, data
             )
         except TokenRequestFailed as err:
-            raise InvalidRequest(f"code exchange refused: {err.error}") from err
+            if err.error in ("invalid_grant", "invalid_request"):  # a replayed or stale code
+                raise InvalidRequest(f"code exchange refused: {err.error}") from err
+            raise provider_refusal(err, what="code exchange") from err
         id_token = document.get("id_token")
         if not isinstance(id_token, str):
             raise InvalidRequest("token response without id_token (is 'openid' in the scope?)")
@@ -203,13 +211,37 @@ def build_router(guard: OIDCGuard) -> APIRouter:
             last_active=now,
         )
         guard.tokens.diagnose(tokens.access_token, expected_audience=txn.audience)
-        await sessions.get(request.scope)  # a previous session is replaced, not left behind
-        sessions.set(request.scope, session)
+        await sessions.get(request.scope)  # a previous session ends: it is replaced
+        sessions.start(request.scope, session)
         return RedirectResponse(txn.return_to, status_code=302)
 
     @router.get("/logout")
-    async def logout(request: Request) -> Response:
+    async def logout_page(request: Request) -> Response:
+        """Logout by a link: only when the user started it on this origin; otherwise (a
+        cross-site link, image or redirect) a confirmation page whose button POSTs."""
         return_to = safe_return_to(request.query_params.get("returnTo"), default="/")
+        if same_origin_navigation(request.headers, own_origin=own_origin):
+            return await _logout(request, return_to)
+        return HTMLResponse(
+            logout_confirmation(f"{cfg.routes_prefix}/logout", return_to),
+            headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                     "Content-Security-Policy": "default-src 'none'; form-action 'self'; "
+                                                "frame-ancestors 'none'"},
+        )  # fmt: skip
+
+    @router.post("/logout")
+    async def logout(request: Request) -> Response:
+        """Logout (a form button): ends the session, revokes the refresh token and ends the
+        provider's session. Refused (403) from another origin, like every cookie write."""
+        form = await _small_form(request) or {}
+        return_to = safe_return_to(
+            form.get("returnTo") or request.query_params.get("returnTo"), default="/"
+        )
+        if not write_allowed(request.headers, allowed_origins=write_origins):
+            raise CrossOriginRequest("logout POST from another origin")
+        return await _logout(request, return_to)
+
+    async def _logout(request: Request, return_to: str) -> Response:
         session = await sessions.get(request.scope)
         sessions.end(request.scope)
         if session is None:

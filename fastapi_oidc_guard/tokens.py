@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -22,7 +22,6 @@ import httpx
 from . import flows
 from ._http import loads_strict
 from .errors import (
-    InvalidRequest,
     InvalidToken,
     LoginRequired,
     NoRefreshToken,
@@ -30,17 +29,40 @@ from .errors import (
     TokenRequestFailed,
 )
 from .models import AccessToken, SessionData, TokenSet
-from .sessions.base import SharedState
 
 if TYPE_CHECKING:
     from .guard import OIDCGuard
 
-__all__ = ["SeenIds", "TokenService", "token_key"]
+__all__ = ["Persist", "SeenIds", "TokenService", "provider_refusal", "token_key"]
 
 logger = logging.getLogger("fastapi_oidc_guard.tokens")
 
 _REMEMBER_REFRESH = 60.0
 _USERINFO_TTL = 60.0
+Persist = Callable[[SessionData], Awaitable[None]]
+# Token-endpoint errors that mean our own client registration or settings are wrong.
+_OUR_CONFIGURATION = {
+    "invalid_client": "OIDC_CLIENT_ID / OIDC_CLIENT_SECRET and token_endpoint_auth",
+    "unauthorized_client": "the grant types allowed for OIDC_CLIENT_ID at the provider",
+    "unsupported_grant_type": "the grant types allowed for OIDC_CLIENT_ID at the provider",
+    "invalid_scope": "OIDC_SCOPE and the scopes asked by access_token(scope=...)",
+    "invalid_target": "OIDC_AUDIENCE and the audiences asked by access_token(audience=...)",
+}
+
+
+def provider_refusal(err: TokenRequestFailed, *, what: str) -> TemporarilyUnavailable:
+    """A token-endpoint refusal that is not the user's doing, as a 503 (never a 4xx to a
+    caller who did nothing wrong); refusals that mean our configuration is wrong are logged at
+    ERROR with the settings to check."""
+    setting = _OUR_CONFIGURATION.get(err.error)
+    if setting is not None:
+        logger.error(
+            "%s refused with %s: the provider says this app is misconfigured; check %s",
+            what, err.error, setting,
+        )  # fmt: skip
+    else:
+        logger.warning("%s refused with %s", what, err.error)
+    return TemporarilyUnavailable(f"{what} refused: {err.error}")
 
 
 def token_key(audience: str | None, scope: str | None) -> str:
@@ -77,17 +99,19 @@ class TokenService:
         audience: str | None,
         scope: str | None,
         min_ttl: float,
-        persist: Callable[[SessionData], None],
+        persist: Persist,
     ) -> AccessToken:
         """A token for ``audience``/``scope`` valid for at least ``min_ttl`` seconds.
 
-        ``persist`` receives the updated session when a refresh happened.
+        ``persist`` writes the updated session when a refresh happened; it raises
+        ``SessionEnded`` when the session ended while the refresh was in flight (a logout is
+        never undone by a refresh), and then no token is handed out.
         """
         key = self.key(audience, scope)
         tokens = self._fresh(session.tokens.get(key), min_ttl)
         if tokens is None:
             session = await self._refresh(session, audience=audience, scope=scope)
-            persist(session)
+            await persist(session)
             tokens = session.tokens.get(key)
             if tokens is None:
                 raise LoginRequired("refresh did not produce a token for this audience")
@@ -136,8 +160,8 @@ class TokenService:
     ) -> SessionData:
         """Refresh at the provider; with a shared backend, under a cross-process lock, after
         checking whether another process already spent this refresh token (lock, then reload)."""
-        backend = self._guard.sessions.backend if self._guard.sessions else None
-        if not isinstance(backend, SharedState):
+        backend = self._guard.sessions.shared if self._guard.sessions else None
+        if backend is None:
             return await self._refresh_at_provider(session, audience, scope)
         assert session.refresh_token is not None
         name = "refresh:" + _fingerprint(session.refresh_token)
@@ -170,7 +194,7 @@ class TokenService:
                 raise LoginRequired(
                     f"refresh refused ({err.error}): the session ended", end_session=True
                 ) from err
-            raise InvalidRequest(f"refresh refused: {err.error}") from err
+            raise provider_refusal(err, what="refresh") from err
         now = self._clock()
         tokens = flows.token_set(document, now=now, audience=audience, scope=scope)
         key = self.key(audience, scope)
@@ -183,9 +207,11 @@ class TokenService:
             try:
                 claims = await guard.verifier.verify_id_token(id_token, nonce=None)
             except InvalidToken as err:
-                raise InvalidRequest(f"refreshed ID token rejected: {err}") from err
+                raise LoginRequired(
+                    f"refreshed ID token rejected: {err}", end_session=True
+                ) from err
             if claims.get("sub") != session.sub:
-                raise InvalidRequest("refreshed ID token is for another user")
+                raise LoginRequired("refreshed ID token is for another user", end_session=True)
             updates["id_token"] = id_token
         refreshed = session.model_copy(update=updates)
         self._remember(_fingerprint(session.refresh_token), refreshed, now)
@@ -218,9 +244,7 @@ class TokenService:
 
     # -- userinfo -----------------------------------------------------------------------------
 
-    async def userinfo(
-        self, session: SessionData, *, persist: Callable[[SessionData], None]
-    ) -> dict[str, Any]:
+    async def userinfo(self, session: SessionData, *, persist: Persist) -> dict[str, Any]:
         """The userinfo endpoint's claims for ``session``, cached per session for 60 s."""
         now = self._clock()
         cached = self._userinfo.get(session.id)
@@ -280,7 +304,7 @@ class TokenService:
                 guard.http_client(), metadata, guard.credentials, data
             )
         except TokenRequestFailed as err:
-            raise InvalidRequest(f"client credentials refused: {err.error}") from err
+            raise provider_refusal(err, what="client credentials grant") from err
         tokens = flows.token_set(document, now=self._clock(), audience=audience, scope=scope)
         self._machine[token_key(audience, scope)] = tokens
         return tokens

@@ -100,6 +100,8 @@ def test_arbitrary_session_cookies(web_client: TestClient, cookies: dict[str, st
     for path in ("/api/protected", "/auth/profile", "/page"):
         response = web_client.get(path, headers={"Cookie": header}, follow_redirects=False)
         assert response.status_code in (302, 401), (path, response.text)
+    logout = web_client.post("/auth/logout", headers={"Cookie": header}, follow_redirects=False)
+    assert logout.status_code == 302
 
 
 @settings(
@@ -121,7 +123,14 @@ def test_arbitrary_callback_and_login_parameters(
     assert login.status_code in (302, 400)
     if login.status_code == 302:
         assert login.headers["location"].startswith(_web_issuer.issuer + "/authorize?")
-    logout = web_client.get("/auth/logout", params=params, follow_redirects=False)
-    assert logout.status_code == 302
-    assert logout.headers["location"].startswith("/")
-    assert not logout.headers["location"].startswith("//")
+    confirm = web_client.get("/auth/logout", params=params, follow_redirects=False)
+    assert confirm.status_code == 200  # no same-origin signal: a confirmation page, no logout
+    assert "<script" not in confirm.text.lower()
+    for logout in (
+        web_client.get("/auth/logout", params=params, follow_redirects=False,
+                       headers={"Sec-Fetch-Site": "same-origin"}),
+        web_client.post("/auth/logout", data=params, follow_redirects=False),
+    ):  # fmt: skip
+        assert logout.status_code == 302
+        assert logout.headers["location"].startswith("/")
+        assert not logout.headers["location"].startswith("//")

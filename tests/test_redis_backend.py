@@ -492,7 +492,7 @@ def test_app_login_protected_logout(
     assert len(key) == 43  # the cookie holds only the id
     assert "mail.example.test" not in (raw.get(PREFIX + "s:" + key) or "")
     assert raw.smembers(PREFIX + "sub:alice") == {key}
-    app_client.get("/auth/logout", follow_redirects=False)
+    app_client.post("/auth/logout", follow_redirects=False)
     assert not raw.exists(PREFIX + "s:" + key)
     assert raw.dbsize() == 0
     assert app_client.get("/api/protected").status_code == 401
@@ -505,8 +505,9 @@ def test_app_outage_is_503_then_the_session_is_back(
     assert app_client.get("/api/protected").status_code == 200
     redis_server.pause()
     try:
-        for path in ("/api/protected", "/api/optional", "/auth/profile", "/auth/logout"):
+        for path in ("/api/protected", "/api/optional", "/auth/profile"):
             assert_503(app_client.get(path, follow_redirects=False))
+        assert_503(app_client.post("/auth/logout", follow_redirects=False))
     finally:
         redis_server.resume()
     assert app_client.get("/api/protected").status_code == 200

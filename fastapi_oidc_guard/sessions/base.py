@@ -1,9 +1,25 @@
-"""The ``SessionBackend`` protocol: where browser sessions live.
+"""The ``SessionBackend`` protocol: a server-side store of browser sessions.
 
-It fits both kinds of store. A *stateless* backend (the encrypted cookie) returns the whole sealed
-session from ``save`` and the cookie carries it. A *stateful* backend (memory, Redis) stores the
-data and returns a random session id for the cookie; it indexes sessions by ``sid`` and ``sub`` so
-back-channel logout deletes without scanning.
+The contract, each rule the attack it stops (``fastapi_oidc_guard.testing.conformance`` runs it
+against any backend):
+
+- **Keys are not cookies.** The session manager gives the store a *key*: a keyed hash
+  (HMAC-SHA-256, bound to the app) of the random secret the cookie carries. A store never sees a
+  cookie, so nothing read from it (keys, values, index sets, its command stream) signs anyone in.
+- **Only login creates.** :meth:`create` is called once per login with a fresh key.
+  Every other write is :meth:`update`, which writes only if the session is still there and has
+  not ended; otherwise it writes nothing and returns ``False`` (the request then goes on as
+  signed out). A request in flight when the user logs out can therefore never bring the session
+  back. The check and the write must be one atomic step (a Lua script, a lock, one event-loop
+  step without ``await`` in between).
+- **Ended sessions leave a tombstone.** :meth:`delete` and :meth:`delete_by` keep the key
+  refused until ``until`` (the session's absolute expiry), so a late :meth:`update` never wins.
+- **Back-channel logout never scans**: sessions are indexed by the provider's ``sid`` and by
+  ``sub``.
+
+The stateless encrypted-cookie "backend" (:class:`~.cookie.CookieSessionBackend`) is not a store
+and does not implement this protocol; the manager handles it (ended sessions are refused through
+a revocation list instead).
 """
 
 from __future__ import annotations
@@ -20,27 +36,32 @@ __all__ = ["SessionBackend", "SharedState"]
 class SessionBackend(Protocol):
     """A session store. Implementations must be safe for concurrent use in one event loop."""
 
-    #: True when the cookie holds only an id and the data lives in the store.
+    #: Always ``True`` for a store (the cookie holds only a random secret).
     stateful: bool
 
-    async def load(self, cookie_value: str) -> SessionData | None:
-        """The session the cookie designates, or ``None`` (unknown, tampered or expired)."""
+    async def load(self, key: str) -> SessionData | None:
+        """The live session stored under ``key``, or ``None`` (unknown, ended or expired)."""
         ...
 
-    async def save(self, session: SessionData, *, expires_at: float) -> str:
-        """Store ``session`` until ``expires_at``; return the value for the session cookie."""
+    async def create(self, key: str, session: SessionData, *, expires_at: float) -> None:
+        """Store a new session (login) under a fresh ``key`` until ``expires_at``."""
         ...
 
-    async def delete(self, session: SessionData) -> None:
-        """Forget ``session`` (logout). A no-op for a stateless backend."""
+    async def update(self, key: str, session: SessionData, *, expires_at: float) -> bool:
+        """Replace the session under ``key`` if it is still live; return whether it was.
+
+        Atomic: a session that was deleted (or has expired) is never written again."""
         ...
 
-    async def delete_by(self, *, sid: str | None = None, sub: str | None = None) -> int:
-        """Delete every session with that provider ``sid`` and/or ``sub``; return how many.
+    async def delete(self, key: str, *, until: float) -> None:
+        """End the session under ``key`` (logout); refuse the key until ``until``."""
+        ...
 
-        Stateless backends cannot reach the browser's cookie and return 0 (see the docs on
-        back-channel logout).
-        """
+    async def delete_by(
+        self, *, sid: str | None = None, sub: str | None = None, until: float
+    ) -> int:
+        """End every session with that provider ``sid`` (and ``sub``, when both are given) or,
+        with ``sub`` alone, every session of that user; return how many ended."""
         ...
 
 

@@ -1,4 +1,9 @@
-"""The default backend: the whole session, sealed with AES-256-GCM, in the cookie itself."""
+"""The default: the whole session, sealed with AES-256-GCM, in the cookie itself (stateless).
+
+Nothing is stored server-side, so a copied cookie would outlive logout on its own: the session
+manager refuses ended sessions through a revocation list (in this process, or in Redis for every
+process when one is configured). See docs/sessions.md for what holds after logout.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +21,12 @@ PURPOSE = "session"
 
 
 class CookieSessionBackend:
-    """Stateless: nothing is stored server-side; the sealed value carries its own expiry.
+    """Seals sessions into cookie values and opens them again.
 
     Opened sessions are kept in a small LRU keyed by SHA-256 of the cookie value (it is
     content-addressed: a changed session is a different value), so a browser's repeated
-    requests skip decryption and parsing; the session manager still checks expiry each time.
+    requests skip decryption and parsing; the session manager still checks expiry and
+    revocation each time.
     """
 
     stateful = False
@@ -30,7 +36,8 @@ class CookieSessionBackend:
         self._cache_size = cache_size
         self._cache: OrderedDict[bytes, SessionData] = OrderedDict()
 
-    async def load(self, cookie_value: str) -> SessionData | None:
+    def open(self, cookie_value: str) -> SessionData | None:
+        """The session sealed in ``cookie_value``, or ``None`` (tampered, foreign, expired)."""
         digest = token_digest(cookie_value)
         cached = self._cache.get(digest)
         if cached is not None:
@@ -49,12 +56,7 @@ class CookieSessionBackend:
                 self._cache.popitem(last=False)
         return session
 
-    async def save(self, session: SessionData, *, expires_at: float) -> str:
+    def seal(self, session: SessionData, *, expires_at: float) -> str:
+        """The cookie value that carries ``session`` until ``expires_at``."""
         payload = session.model_dump(mode="json", exclude_defaults=True)
         return self._sealer.seal(payload, purpose=PURPOSE, expires_at=expires_at)
-
-    async def delete(self, session: SessionData) -> None:
-        return None
-
-    async def delete_by(self, *, sid: str | None = None, sub: str | None = None) -> int:
-        return 0

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import OIDCGuardError
+from ..errors import OIDCGuardError, SessionTooLarge
 from .manager import SCOPE_KEY, SessionManager, SessionSlot
 
 __all__ = ["SessionMiddleware"]
@@ -45,11 +45,12 @@ class SessionMiddleware:
             if replaced:
                 return  # the app's body belongs to the response we replaced
             slot: SessionSlot | None = scope.get(SCOPE_KEY)
-            if message["type"] == "http.response.start" and slot is not None and slot.action:
+            if message["type"] == "http.response.start" and slot is not None and slot.needs_commit:
                 try:
                     cookies = await self.manager.commit(slot)
                 except OIDCGuardError as err:
-                    logger.warning("session could not be saved: %s", err)
+                    level = logging.ERROR if isinstance(err, SessionTooLarge) else logging.WARNING
+                    logger.log(level, "session could not be saved: %s", err)
                     replaced = True
                     await self.render_error(err)(scope, receive, send)
                     return

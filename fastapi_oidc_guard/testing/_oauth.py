@@ -1,30 +1,54 @@
 """The fake issuer's authorization server: authorize, token, userinfo, end-session, revocation.
 
 It follows the rules a real provider enforces, so the library's own flow is exercised for real:
-registered client and secret, PKCE S256 required, single-use codes bound to the redirect URI,
-refresh-token rotation with reuse detection (reuse revokes the whole grant), JWT access tokens
-only when an audience/resource is asked (opaque otherwise: the classic trap, reproduced).
+registered client and secret, registered redirect and post-logout redirect URIs (exact match),
+PKCE S256 required, single-use codes bound to the redirect URI, refresh-token rotation with reuse
+detection (reuse revokes the whole grant), JWT access tokens only when an audience/resource is
+asked (opaque otherwise: the classic trap, reproduced). A request it cannot answer by redirecting
+raises ``InvalidRequest``, which the HTTP side (``_pages``) turns into a 400 answer.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import secrets
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+from ._pages import InvalidRequest
+
 if TYPE_CHECKING:
     from .issuer import FakeIssuer
 
-__all__ = ["AuthorizationServer", "Grant"]
+__all__ = ["AuthorizationServer", "Grant", "registration"]
 
 _PROFILE = ("name", "given_name", "family_name", "nickname", "preferred_username", "picture",
             "locale", "updated_at")  # fmt: skip
 _EMAIL = ("email", "email_verified")
+
+
+def registration(uris: Sequence[str] | None) -> tuple[str, ...] | None:
+    """Registered URIs, checked: absolute http(s), no fragment (RFC 6749 section 3.1.2)."""
+    if uris is None:
+        return None
+    if isinstance(uris, str):
+        raise TypeError("register a sequence of URIs, not one string")
+    for uri in uris:
+        parts = urlsplit(uri)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+            raise ValueError(f"not a registrable redirect URI: {uri!r}")
+    return tuple(uris)
+
+
+def _registered(uri: str, registered: tuple[str, ...] | None) -> bool:
+    """Exact string match against the registration; ``None`` (nothing registered) accepts any."""
+    return registered is None or uri in registered
 
 
 @dataclass
@@ -73,15 +97,34 @@ class AuthorizationServer:
 
     # -- authorize ----------------------------------------------------------------------------
 
-    def authorize(self, url: str, *, user: dict[str, Any] | None = None) -> str:
-        """Answer an authorization request URL; return where the browser is redirected.
+    def check_client(self, params: dict[str, str]) -> str:
+        """The request's redirect URI, once the client and that URI are known to be registered.
 
-        ``user`` (claims, ``sub`` required) signs in; default ``next_user``.
+        Raises :class:`InvalidRequest`: such a request must never be redirected (RFC 6749
+        section 4.1.2.1), since the redirect target is exactly what cannot be trusted.
         """
-        params = dict(parse_qsl(urlsplit(url).query))
         redirect_uri = params.get("redirect_uri", "")
-        if params.get("client_id") != self.issuer.client_id or not redirect_uri:
-            raise ValueError("unknown client or missing redirect_uri")
+        if params.get("client_id") != self.issuer.client_id:
+            raise InvalidRequest("unknown client_id")
+        if not redirect_uri:
+            raise InvalidRequest("missing redirect_uri")
+        if not _registered(redirect_uri, self.issuer.redirect_uris):
+            raise InvalidRequest("redirect_uri is not registered for this client")
+        return redirect_uri
+
+    def authorize(self, url: str, *, user: dict[str, Any] | None = None) -> str:
+        """Answer an authorization request URL; return where the browser is redirected."""
+        return self.authorize_params(dict(parse_qsl(urlsplit(url).query)), user=user)
+
+    def authorize_params(
+        self, params: dict[str, str], *, user: dict[str, Any] | None = None
+    ) -> str:
+        """Answer an authorization request's parameters; return the redirect target.
+
+        ``user`` (claims, ``sub`` required) signs in; default ``next_user``. Raises
+        :class:`InvalidRequest` for an unknown client or an unregistered redirect URI.
+        """
+        redirect_uri = self.check_client(params)
         state = params.get("state")
 
         def back(**values: str) -> str:
@@ -109,7 +152,10 @@ class AuthorizationServer:
     def _client_ok(self, form: dict[str, str], authorization: str | None) -> bool:
         client_id, secret = form.get("client_id"), form.get("client_secret")
         if authorization and authorization.lower().startswith("basic "):
-            decoded = base64.b64decode(authorization[6:]).decode()
+            try:
+                decoded = base64.b64decode(authorization[6:], validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                return False
             client_id, _, secret = (unquote(p) for p in decoded.partition(":"))
         return client_id == self.issuer.client_id and hmac.compare_digest(
             (secret or "").encode(), self.issuer.client_secret.encode()
@@ -225,11 +271,25 @@ class AuthorizationServer:
             return 401, {"error": "invalid_token"}
         return 200, dict(grant.user)
 
-    def end_session(self, url: str) -> tuple[int, str]:
-        params = dict(parse_qsl(urlsplit(url).query))
-        self.ended_sessions.append(params.get("id_token_hint", ""))
+    def end_session(self, params: dict[str, str]) -> tuple[int, str]:
+        """``(302, target)``, ``(200, "signed out")``, or ``(400, reason)`` without ending anything.
+
+        A ``post_logout_redirect_uri`` is followed only when registered for this client (exact
+        match, as OpenID Connect RP-Initiated Logout requires); ``state`` is passed back.
+        """
         target = params.get("post_logout_redirect_uri")
-        return (302, target) if target else (200, "signed out")
+        if target:
+            if params.get("client_id", self.issuer.client_id) != self.issuer.client_id:
+                return 400, "unknown client_id"
+            if not _registered(target, self.issuer.post_logout_redirect_uris):
+                return 400, "post_logout_redirect_uri is not registered for this client"
+        self.ended_sessions.append(params.get("id_token_hint", ""))
+        if not target:
+            return 200, "signed out"
+        if params.get("state") is not None:
+            glue = "&" if "?" in target else "?"
+            target = f"{target}{glue}{urlencode({'state': params['state']})}"
+        return 302, target
 
     def revoke(self, form: dict[str, str], authorization: str | None) -> int:
         if not self._client_ok(form, authorization):

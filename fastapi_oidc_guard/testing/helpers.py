@@ -15,7 +15,6 @@ from ..dependencies import optional_user, require_page_user, require_user
 from ..guard import OIDCGuard
 from ..models import SessionData, TokenSet, User
 from ..pkce import random_token
-from ..sessions.cookies import write_chunked
 
 __all__ = ["make_session", "override_user", "session_cookies"]
 
@@ -75,10 +74,10 @@ def session_cookies(guard: OIDCGuard, session: SessionData) -> dict[str, str]:
     manager = guard.sessions
     if manager is None:
         raise ValueError("this guard has no sessions: configure login first")
-    expires_at = manager.expires_at(session)
-    value = _run(manager.backend.save(session, expires_at=expires_at))
+    scope: dict[str, Any] = {"type": "http", "headers": []}
+    manager.start(scope, session)
     cookies: dict[str, str] = {}
-    for header in write_chunked(value, manager.cookie, max_age=60, present=[]):
+    for header in _run(manager.commit(manager.slot(scope))):
         name, _, rest = header.decode("latin-1").partition("=")
         cookies[name] = rest.split(";", 1)[0]
     return cookies

@@ -6,6 +6,10 @@ with real keys, and lets a test rotate keys, count fetches and simulate outages:
     issuer = FakeIssuer()
     guard = OIDCGuard(issuer=issuer.issuer, audience=issuer.audience, transport=issuer.transport)
     token = issuer.mint(sub="alice", scope="read:messages")
+
+Served to a browser (``asgi`` plus ``interactive=True``, as the example app's development mode
+does), it redirects only to the redirect URIs registered for its client and builds every URL it
+renders from its configured ``issuer`` URL, never from request headers.
 """
 
 from __future__ import annotations
@@ -14,16 +18,25 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
-from urllib.parse import parse_qsl
 
 import httpx
 
 from ._keys import SigningKey, compact
-from ._oauth import AuthorizationServer
-from ._pages import render_login_page
+from ._oauth import AuthorizationServer, registration
+from ._pages import (
+    InvalidRequest,
+    Receive,
+    Scope,
+    Send,
+    error_page,
+    html_page,
+    login_page,
+    parse_form,
+    serve_asgi,
+)
 
 __all__ = ["FakeIssuer", "IssuerMode", "combined_transport"]
 
@@ -41,6 +54,10 @@ class FakeIssuer:
     (seconds) delays every answer, to let concurrent requests pile up; ``gate``, when set to an
     ``asyncio.Event``, holds every answer until the event is set. ``requests`` counts the
     requests per endpoint name (``discovery``, ``jwks``, ...).
+
+    ``redirect_uris`` and ``post_logout_redirect_uris`` register the client's URIs (exact match).
+    ``None``, the default, registers nothing and accepts any URI: for in-process tests only. An
+    ``interactive`` issuer (a login page, for browsers) must register both.
     """
 
     def __init__(
@@ -52,7 +69,14 @@ class FakeIssuer:
         client_secret: str = "test-client-secret",
         algorithms: tuple[str, ...] = ("RS256", "ES256"),
         clock: Callable[[], float] = time.time,
+        redirect_uris: Sequence[str] | None = None,
+        post_logout_redirect_uris: Sequence[str] | None = None,
+        interactive: bool = False,
     ) -> None:
+        if interactive and (redirect_uris is None or post_logout_redirect_uris is None):
+            raise ValueError("an interactive issuer must register its client's redirect URIs")
+        self.redirect_uris = registration(redirect_uris)
+        self.post_logout_redirect_uris = registration(post_logout_redirect_uris)
         self.issuer = issuer
         self.audience = audience
         self.client_id = client_id
@@ -63,7 +87,7 @@ class FakeIssuer:
         self.latency = 0.0
         self.gate: asyncio.Event | None = None
         #: When true, ``/authorize`` shows a login page instead of signing ``next_user`` in.
-        self.interactive = False
+        self.interactive = interactive
         self.preset_users: list[dict[str, Any]] = [
             {"sub": "alice", "name": "Alice Example", "email": "alice@example.test"},
             {"sub": "bob", "name": "Bob Example", "email": "bob@example.test"},
@@ -221,24 +245,35 @@ class FakeIssuer:
         return self._oauth_endpoint(name, request)
 
     def _oauth_endpoint(self, name: str, request: httpx.Request) -> httpx.Response:
+        try:
+            return self._answer(name, request)
+        except InvalidRequest as err:  # answered here, never by a redirect
+            if name in ("token", "revoke"):
+                body = {"error": "invalid_request", "error_description": str(err)}
+                return self._json(body, status=400, headers={"cache-control": "no-store"})
+            return error_page(str(err))
+
+    def _answer(self, name: str, request: httpx.Request) -> httpx.Response:
         authorization = request.headers.get("authorization")
-        form = dict(parse_qsl(request.content.decode())) if request.method == "POST" else {}
+        post = request.method == "POST"
+        form = parse_form(request.content, request.headers.get("content-type")) if post else {}
+        params = form if post else dict(request.url.params)
         if name == "authorize":
             if self.interactive:
-                return self._login_page(request, form)
-            return httpx.Response(302, headers={"location": self.oauth.authorize(str(request.url))})
-        if name == "token" and request.method == "POST":
+                return login_page(self, params, submitted=post)
+            return httpx.Response(302, headers={"location": self.oauth.authorize_params(params)})
+        if name == "token" and post:
             status, body = self.oauth.token(form, authorization)
             return self._json(body, status=status, headers={"cache-control": "no-store"})
         if name == "userinfo":
             status, body = self.oauth.userinfo(authorization)
             return self._json(body, status=status)
         if name == "logout":
-            status, target = self.oauth.end_session(str(request.url))
+            status, target = self.oauth.end_session(params)
             if status == 302:
                 return httpx.Response(302, headers={"location": target})
-            return httpx.Response(status, text=target)
-        if name == "revoke" and request.method == "POST":
+            return error_page(target) if status == 400 else html_page(target)
+        if name == "revoke" and post:
             return httpx.Response(self.oauth.revoke(form, authorization))
         return httpx.Response(404, json={"error": "not_found"})
 
@@ -249,46 +284,12 @@ class FakeIssuer:
             return "discovery"
         return local.strip("/") or "root"
 
-    def _login_page(self, request: httpx.Request, form: dict[str, str]) -> httpx.Response:
-        if request.method == "POST":
-            login = form.pop("login", "").strip()[:64] or "user"
-            preset = next((u for u in self.preset_users if u["sub"] == login), None)
-            user = dict(preset or {"sub": login, "name": login, "email": f"{login}@example.test"})
-            url = httpx.URL(str(request.url).split("?")[0], params=form)
-            location = self.oauth.authorize(str(url), user=user)
-            return httpx.Response(302, headers={"location": location})
-        page = render_login_page(
-            action=str(request.url).split("?")[0], params=dict(request.url.params),
-            users=[u["sub"] for u in self.preset_users],
-        )  # fmt: skip
-        return httpx.Response(200, text=page, headers={"content-type": "text/html; charset=utf-8"})
-
-    async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         """An ASGI app serving this issuer over HTTP (mount it, or run it with uvicorn), for
-        browsers and tools outside the process. Its ``issuer`` URL must match where it is served.
+        browsers and tools outside the process. Its ``issuer`` URL must match where it is served:
+        every URL is built from it, none from the request's ``Host`` header.
         """
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-        host = next((v for k, v in headers if k == "host"), "127.0.0.1")
-        url = f"{scope.get('scheme', 'http')}://{host}{scope['path']}"
-        if scope.get("query_string"):
-            url += "?" + scope["query_string"].decode("latin-1")
-        request = httpx.Request(scope["method"], url, headers=headers, content=body)
-        try:
-            response = await self._handle(request)
-        except httpx.ConnectError:
-            response = httpx.Response(503, text="fake issuer is down")
-        await send({"type": "http.response.start", "status": response.status_code,
-                    "headers": [(k.encode("latin-1"), v.encode("latin-1"))
-                                for k, v in response.headers.items()]})  # fmt: skip
-        await send({"type": "http.response.body", "body": response.content})
+        await serve_asgi(self, scope, receive, send)
 
     @staticmethod
     def _json(document: Any, *, status: int = 200, headers: dict[str, str] | None = None

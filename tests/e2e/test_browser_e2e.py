@@ -1,6 +1,6 @@
 """The example app in a real headless Chromium (Debian's, driven by Playwright; nothing is
 downloaded): log in through the development issuer's page, see the protected page, see the fetch
-result and the bundled API's answer, log out."""
+result and the bundled API's answer, log out with the page's POST form."""
 
 from __future__ import annotations
 
@@ -84,8 +84,10 @@ def test_example_app_in_headless_chromium(browser_page: Any) -> None:
         page.screenshot(path=os.path.join(tempfile.gettempdir(), "example-fetch-demo.png"))
 
         page.goto(base + "/")
-        page.click("#logout")
-        page.wait_for_selector("#login")
+        # Logging out is a form POST (Chromium sends Origin: same-origin), not a link
+        page.click("form[method='post'][action='/auth/logout'] button[type='submit']")
+        page.wait_for_selector("#login")  # back on the registered post-logout page, signed out
+        assert page.url == base + "/"
         response = page.goto(base + "/api/protected")
         assert response is not None and response.status == 401
         page.goto(base + "/profile")

@@ -123,7 +123,7 @@ def test_two_processes_share_sessions_refresh_and_logout(
             assert 503 in {r.status_code for r in during}
             assert browser.get(f"{b.url}/api/protected").status_code == 200  # still valid
 
-            logout = browser.get(f"{a.url}/auth/logout", follow_redirects=False)
+            logout = browser.post(f"{a.url}/auth/logout", follow_redirects=False)
             drive_logout(browser, logout.headers["location"])
             assert provider.counters().get("backchannel_logout", 0) >= 1
             # B never saw the logout request: the back-channel logout reached A, and Redis

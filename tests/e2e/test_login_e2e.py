@@ -66,7 +66,7 @@ def test_login_session_and_rp_initiated_logout(
         assert tokens.access_token.count(".") == 2  # a JWT for our API: audience sent twice
         assert tokens.audience == provider.api_identifier
 
-        logout = browser.get(f"{base}/auth/logout", follow_redirects=False)
+        logout = browser.post(f"{base}/auth/logout", follow_redirects=False)
         assert logout.status_code == 302
         assert logout.headers["location"].startswith(provider.issuer)
         assert browser.get(f"{base}/api/protected").status_code == 401  # local session gone

@@ -45,7 +45,7 @@ def test_full_flow_login_protected_logout(client: TestClient, issuer: FakeIssuer
     profile = client.get("/auth/profile").json()
     assert profile["sub"] == "alice"
     assert "nonce" not in profile and "aud" not in profile
-    logout = client.get("/auth/logout", follow_redirects=False)
+    logout = client.post("/auth/logout", follow_redirects=False)
     assert logout.status_code == 302
     target = urlsplit(logout.headers["location"])
     assert f"{target.scheme}://{target.netloc}{target.path}" == f"{issuer.issuer}/logout"
@@ -78,7 +78,7 @@ def test_login_passes_allowed_parameters_only(client: TestClient) -> None:
 def test_logout_revokes_the_refresh_token(client: TestClient, issuer: FakeIssuer) -> None:
     login(client, issuer)
     assert len(issuer.oauth.refresh) == 1
-    client.get("/auth/logout", follow_redirects=False)
+    client.post("/auth/logout", follow_redirects=False)
     assert issuer.requests["revoke"] == 1
     assert all(grant.revoked for grant in issuer.oauth.refresh.values())
 
@@ -90,7 +90,7 @@ def test_local_logout_when_provider_has_no_end_session(
     metadata = guard.discovery.cached
     assert metadata is not None
     guard.discovery._metadata = metadata.model_copy(update={"end_session_endpoint": None})
-    response = client.get("/auth/logout", params={"returnTo": "/bye"}, follow_redirects=False)
+    response = client.post("/auth/logout", data={"returnTo": "/bye"}, follow_redirects=False)
     assert response.headers["location"] == "/bye"
     assert not has_session(client)
 

@@ -158,7 +158,7 @@ def test_return_to_attacks_through_the_flow(
     response = login(client, issuer, return_to=attack)
     assert response.status_code == 302
     assert response.headers["location"] == "/"
-    logout = client.get("/auth/logout", params={"returnTo": attack}, follow_redirects=False)
+    logout = client.post("/auth/logout", data={"returnTo": attack}, follow_redirects=False)
     post_logout = parse_qs(urlsplit(logout.headers["location"]).query)["post_logout_redirect_uri"]
     assert post_logout == [f"{BASE_URL}/"]
 

@@ -1,0 +1,23 @@
+"""The library's own small HTML pages (no templates, no scripts, everything escaped)."""
+
+from __future__ import annotations
+
+from html import escape
+
+__all__ = ["logout_confirmation"]
+
+
+def logout_confirmation(action: str, return_to: str) -> str:
+    """The page ``GET /auth/logout`` shows when the request did not start on this origin: a
+    button that POSTs the logout, so a link on another site cannot log the user out."""
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width, initial-scale=1'>"
+        "<title>Log out?</title></head><body style='font-family:sans-serif;margin:3em'>"
+        "<h1>Log out?</h1>"
+        f"<form method=post action='{escape(action, quote=True)}'>"
+        f"<input type=hidden name=returnTo value='{escape(return_to, quote=True)}'>"
+        "<button type=submit>Log out</button></form>"
+        f"<p><a href='{escape(return_to, quote=True)}'>Stay signed in</a></p>"
+        "</body></html>"
+    )

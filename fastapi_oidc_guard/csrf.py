@@ -1,0 +1,47 @@
+"""Cross-site request forgery: which cookie-authenticated requests may change state.
+
+``SameSite=Lax`` keeps the session cookie off cross-site POSTs, but not off requests from a
+sibling subdomain (same *site*, another *origin*), nor off anything with ``SameSite=None``, nor
+off a cross-site top-level ``GET`` (a link or a redirect to ``/auth/logout``). So:
+
+- an unsafe request (POST, PUT, PATCH, DELETE) authenticated by the session cookie is refused
+  when its ``Origin`` is another origin not listed in ``trusted_origins``, or, without
+  ``Origin``, when ``Sec-Fetch-Site`` says ``same-site`` or ``cross-site``; a request with
+  neither header (a non-browser client) passes, as browsers send ``Origin`` on every
+  cross-origin POST;
+- a ``GET`` that would end the session (``/auth/logout``) does so only when the browser says the
+  user started it here: ``Sec-Fetch-Site: same-origin`` or ``none`` (typed, bookmarked), or,
+  for browsers without Fetch Metadata, a same-origin ``Referer``. Anything else gets a
+  confirmation page whose button POSTs.
+
+Pure functions over the request's headers; no FastAPI import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+__all__ = ["UNSAFE_METHODS", "same_origin_navigation", "write_allowed"]
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def write_allowed(headers: Mapping[str, str], *, allowed_origins: Collection[str]) -> bool:
+    """May a cookie-authenticated unsafe request with these headers change state?"""
+    origin = headers.get("origin")
+    if origin is not None:
+        return origin in allowed_origins  # "null" (sandboxed, privacy-redirected) never is
+    site = headers.get("sec-fetch-site")
+    return site is None or site in ("same-origin", "none")
+
+
+def same_origin_navigation(headers: Mapping[str, str], *, own_origin: str) -> bool:
+    """Did the user start this ``GET`` on this origin (or by typing / a bookmark)?"""
+    origin = headers.get("origin")
+    if origin is not None and origin != own_origin:
+        return False
+    site = headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    referer = headers.get("referer", "")
+    return referer == own_origin or referer.startswith(own_origin + "/")
