@@ -11,7 +11,10 @@ from .app import create_app
 
 def main() -> None:
     port = int(os.environ.get("PORT", "8000"))
-    app, dev = create_app()
+    try:
+        app, dev = create_app()
+    except RuntimeError as err:  # half-configured: say why, without a traceback
+        raise SystemExit(f"example_app: {err}") from None
     if dev is not None:
         token = dev.mint(sub="dev-user", email="dev@example.invalid", scope="openid")
         banner = "=" * 78

@@ -1,9 +1,10 @@
 """The example app: a web app with login, pages, API routes, and a call to a second API.
 
 With ``OIDC_ISSUER`` set, it is configured from the ``OIDC_*`` variables against a real provider.
-Without it, it serves the library's *development issuer* at ``/_dev-issuer`` (a login page where
-you type or pick a test user) and configures itself against it: zero configuration, never for
-production. Development mode is refused when any production setting is present.
+With no ``OIDC_*`` variable at all, it serves the library's *development issuer* at
+``/_dev-issuer`` (a login page where anyone can sign in as anyone) and configures itself against
+it: zero configuration, never for production. Any other ``OIDC_*`` variable, even an empty one,
+without ``OIDC_ISSUER`` means a half-configured deployment: the app refuses to start.
 """
 
 from __future__ import annotations
@@ -32,26 +33,37 @@ from fastapi_oidc_guard.testing import FakeIssuer
 
 from . import pages
 
-# Any of these means someone is configuring a real deployment: never fall back to development.
-PRODUCTION_MARKERS = ("OIDC_CLIENT_SECRET", "OIDC_SESSION_SECRET", "OIDC_AUDIENCE", "OIDC_BASE_URL")
 DEV_AUDIENCE = "https://example-api.invalid"
 DEV_ISSUER_PATH = "/_dev-issuer"
+ROUTES_PREFIX = "/auth"  # the library's default, where its callback lives
 
 
-def development_issuer(environ: Mapping[str, str], base_url: str) -> FakeIssuer:
-    """The development issuer, refused when any production setting is present."""
-    present = [name for name in PRODUCTION_MARKERS if environ.get(name)]
+def configured(environ: Mapping[str, str]) -> bool:
+    """``True`` to configure from the environment, ``False`` for the development issuer.
+
+    Raises ``RuntimeError`` when any ``OIDC_*`` variable (even an empty one) is present but
+    ``OIDC_ISSUER`` is not: a deployment that forgot its issuer must not let anyone sign in.
+    """
+    if environ.get("OIDC_ISSUER", "").strip():
+        return True
+    present = sorted(name for name in environ if name.upper().startswith("OIDC_"))
     if present:
         raise RuntimeError(
-            f"{', '.join(present)} set but OIDC_ISSUER is not: refusing to start the development "
-            "issuer. Set OIDC_ISSUER to your provider's issuer URL."
+            f"{', '.join(present)} present but OIDC_ISSUER is not set: refusing to start the "
+            "development issuer (anyone can sign in as anyone). Set OIDC_ISSUER to your "
+            "provider's issuer URL, or remove every OIDC_* variable for development mode."
         )
-    issuer = FakeIssuer(
+    return False
+
+
+def development_issuer(base_url: str) -> FakeIssuer:
+    """The development issuer, redirecting only to this app's callback and home page."""
+    return FakeIssuer(
         base_url + DEV_ISSUER_PATH, audience=DEV_AUDIENCE, client_id="example-app",
-        client_secret=secrets.token_urlsafe(24),
+        client_secret=secrets.token_urlsafe(24), interactive=True,
+        redirect_uris=[f"{base_url}{ROUTES_PREFIX}/callback"],
+        post_logout_redirect_uris=[f"{base_url}/"],
     )  # fmt: skip
-    issuer.interactive = True
-    return issuer
 
 
 class NewItem(BaseModel):
@@ -76,17 +88,17 @@ def create_app(
 ) -> tuple[FastAPI, FakeIssuer | None]:
     """Build the app; the second item is the development issuer, or ``None`` when configured."""
     env = os.environ if environ is None else environ
-    base = base_url or f"http://127.0.0.1:{env.get('PORT', '8000')}"
+    base = (base_url or f"http://127.0.0.1:{env.get('PORT', '8000')}").rstrip("/")
     dev: FakeIssuer | None = None
-    if env.get("OIDC_ISSUER"):
+    if configured(env):
         guard = OIDCGuard.from_env(env)
         api_settings: dict[str, Any] = {"issuer": guard.config.issuer,
                                         "audience": guard.config.audience}  # fmt: skip
     else:
-        dev = development_issuer(env, base)
+        dev = development_issuer(base)
         guard = OIDCGuard(
             issuer=dev.issuer, audience=dev.audience, client_id=dev.client_id,
-            client_secret=dev.client_secret, base_url=base,
+            client_secret=dev.client_secret, base_url=base, routes_prefix=ROUTES_PREFIX,
             session_secret=secrets.token_urlsafe(48), transport=dev.transport,
         )  # fmt: skip
         api_settings = {"issuer": dev.issuer, "audience": dev.audience, "transport": dev.transport}

@@ -17,6 +17,13 @@ _HEAD = (
 )
 
 
+# Logging out is a POST (a cross-site GET must never end a session): a form, not a link.
+LOGOUT_FORM = (
+    "<form id='logout-form' method='post' action='/auth/logout'>"
+    "<button id='logout' type='submit'>Log out</button></form>"
+)
+
+
 def _page(title: str, body: str) -> str:
     return _HEAD.format(title=escape(title)) + body + "</body></html>"
 
@@ -35,10 +42,7 @@ def home(user: User | None, *, development: bool) -> str:
         )
     else:
         name = escape(user.name or user.sub)
-        body = (
-            f"<h1>Welcome</h1><p id='greeting'>Hello, {name}!</p>"
-            "<a id='logout' href='/auth/logout'>Log out</a>"
-        )
+        body = f"<h1>Welcome</h1><p id='greeting'>Hello, {name}!</p>{LOGOUT_FORM}"
     return _page("Home", banner + body)
 
 
