@@ -3,7 +3,7 @@
 Key layout (``prefix`` defaults to ``oidc:``; ``<key>`` is the manager's keyed hash of the
 cookie's secret, never the cookie)::
 
-    <prefix>s:<key>      hash    {d: sealed session, sid, sub}; a tombstone {ended: 1} once ended
+    <prefix>s:<key>      hash    {d: sealed session, e: its end, sid, sub}; {ended: 1} once ended
     <prefix>sid:<sid>    set     keys of the sessions of that provider session (back-channel logout)
     <prefix>sub:<sub>    set     keys of the sessions of that user
     <prefix>lock:<name>  string  a short distributed lock (random token, compare-and-delete release)
@@ -44,12 +44,15 @@ local function index_add(k)
 end
 """
 # KEYS[1] session key, KEYS[2..] index sets. ARGV: member, ttl ms, session-key prefix, prune
-# threshold, sealed data, sid, sub, mode ("create": only if absent; "update": only if live).
+# threshold, sealed data, sid, sub, mode ("create": only if absent; "update": only if live),
+# now, expires_at (the app's clock: a session past its end is not live even if Redis's TTL,
+# on Redis's clock, has not run out yet).
 _WRITE = _INDEX_ADD + """
-local live = redis.call('HEXISTS', KEYS[1], 'd') == 1
+local stored = redis.call('HMGET', KEYS[1], 'd', 'e')
+local live = stored[1] and tonumber(stored[2] or '0') > tonumber(ARGV[9])
 if ARGV[8] == 'create' and redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 if ARGV[8] == 'update' and not live then return 0 end
-redis.call('HSET', KEYS[1], 'd', ARGV[5], 'sid', ARGV[6], 'sub', ARGV[7])
+redis.call('HSET', KEYS[1], 'd', ARGV[5], 'sid', ARGV[6], 'sub', ARGV[7], 'e', ARGV[10])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 for i = 2, #KEYS do index_add(KEYS[i]) end
 return 1
@@ -125,7 +128,8 @@ class RedisSessionBackend(RedisClient):
         sealed = self._seal(session, expires_at=expires_at)
         keys = [self._prefix + "s:" + key, *self._indexes(session.sid, session.sub)]
         args = (key, self._ttl_ms(expires_at), self._prefix + "s:", _PRUNE_ABOVE, sealed,
-                session.sid or "", session.sub, mode)  # fmt: skip
+                session.sid or "", session.sub, mode, repr(self._clock()),
+                repr(float(expires_at)))  # fmt: skip
         async with self._available(mode):
             return int(await self._redis().eval(_WRITE, len(keys), *keys, *args))
 
