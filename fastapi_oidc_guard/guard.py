@@ -275,10 +275,10 @@ class OIDCGuard:
             and request.method in UNSAFE_METHODS
             and not write_allowed(request.headers, allowed_origins=self._write_origins)
         ):
+            origin, site = request.headers.get("origin"), request.headers.get("sec-fetch-site")
             raise CrossOriginRequest(
-                f"{request.method} with the session cookie from origin "
-                f"{request.headers.get('origin')!r} (sec-fetch-site "
-                f"{request.headers.get('sec-fetch-site')!r}); trusted: {sorted(self._write_origins)}"
+                f"{request.method} with the session cookie from origin {origin!r} "
+                f"(sec-fetch-site {site!r}); allowed: {sorted(self._write_origins)}"
             )
         return session
 

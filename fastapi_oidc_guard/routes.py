@@ -20,6 +20,7 @@ from .errors import (
     InvalidToken,
     NotAuthenticated,
     OIDCGuardError,
+    SessionTooLarge,
     TemporarilyUnavailable,
     TokenRequestFailed,
 )
@@ -155,7 +156,8 @@ def build_router(guard: OIDCGuard) -> APIRouter:
         try:
             response: Response = await _finish_login(request, txn)
         except OIDCGuardError as err:
-            logger.info("login callback failed: %s: %s", err.code, err)
+            level = logging.ERROR if isinstance(err, SessionTooLarge) else logging.INFO
+            logger.log(level, "login callback failed: %s: %s", err.code, err)
             response = error_response(err)
         # The transaction is single-use: its cookie goes, whatever the outcome.
         response.raw_headers.append(

@@ -42,9 +42,7 @@ class TestRedisBackend(SessionBackendConformance):
         await store.aclose()
 
     @pytest.fixture
-    async def backend_twin(
-        self, clock: FakeClock, redis_url: str
-    ) -> AsyncIterator[SessionBackend]:
+    async def backend_twin(self, clock: FakeClock, redis_url: str) -> AsyncIterator[SessionBackend]:
         store = RedisSessionBackend(sealer=Sealer([SECRET], clock=clock), url=redis_url,
                                     clock=clock)  # fmt: skip
         yield store

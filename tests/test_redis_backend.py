@@ -7,6 +7,7 @@ that the backend never scans the keyspace.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import subprocess
 import sys
 import time
@@ -107,18 +108,29 @@ def test_missing_redis_py_gives_the_install_hint() -> None:
     assert "pip install oidc-guard-fastapi[redis]" in result.stderr
 
 
-async def test_save_load_delete_round_trip(
+async def create(backend: RedisSessionBackend, session: SessionData, expires_at: float) -> str:
+    """A login's write: a fresh key (what the manager derives from a new cookie secret)."""
+    key = secrets.token_hex(32)
+    await backend.create(key, session, expires_at=expires_at)
+    return key
+
+
+async def test_create_load_delete_leaves_a_tombstone(
     backend: RedisSessionBackend, raw: redis.Redis, clock: FakeClock
 ) -> None:
     session = make_session(clock)
-    key = await backend.save(session, expires_at=clock() + 600)
-    assert len(key) == 43  # 256 random bits, base64url
+    key = await create(backend, session, clock() + 600)
     assert await backend.load(key) == session
-    assert raw.hgetall(PREFIX + "id:" + session.id) == {"k": key, "sid": "sid-1", "sub": "u1"}
-    await backend.delete(session)
+    assert set(raw.hgetall(PREFIX + "s:" + key)) == {"d", "e", "sid", "sub"}
+    await backend.delete(key, until=clock() + 3000)
     assert await backend.load(key) is None
-    assert raw.dbsize() == 0  # session, id mapping and both index entries are gone
-    await backend.delete(session)  # deleting twice is a no-op
+    assert raw.hgetall(PREFIX + "s:" + key) == {"ended": "1"}  # the tombstone
+    assert 2_990_000 < raw.pttl(PREFIX + "s:" + key) <= 3_000_000
+    assert not raw.exists(PREFIX + "sid:sid-1", PREFIX + "sub:u1")  # index entries gone
+    assert await backend.update(key, session, expires_at=clock() + 600) is False
+    with pytest.raises(ValueError, match="already used"):
+        await backend.create(key, session, expires_at=clock() + 600)  # never over a tombstone
+    await backend.delete(key, until=clock() + 60)  # deleting twice is a no-op
 
 
 async def test_with_a_client_the_caller_owns(
@@ -128,7 +140,7 @@ async def test_with_a_client_the_caller_owns(
     store = RedisSessionBackend(sealer=Sealer([SECRET], clock=clock), client=client, clock=clock,
                                 prefix="app1:")  # fmt: skip
     session = make_session(clock)
-    key = await store.save(session, expires_at=clock() + 60)
+    key = await create(store, session, clock() + 60)
     assert await store.load(key) == session
     assert raw.exists("app1:s:" + key)
     await store.aclose()  # does not close a client it was given
@@ -140,129 +152,70 @@ async def test_ttl_follows_expires_at(
     backend: RedisSessionBackend, raw: redis.Redis, clock: FakeClock
 ) -> None:
     session = make_session(clock)
-    key = await backend.save(session, expires_at=clock() + 99.2)  # rounded up to 100 s
-    for name in (PREFIX + "s:" + key, PREFIX + "id:" + session.id):
+    key = await create(backend, session, clock() + 99.2)  # rounded up to 100 s
+    for name in (PREFIX + "s:" + key, PREFIX + "sid:sid-1", PREFIX + "sub:u1"):
         assert 99_000 < raw.pttl(name) <= 100_000
-    for name in (PREFIX + "sid:sid-1", PREFIX + "sub:u1"):
-        assert 99_000 < raw.pttl(name) <= 100_000
-    past = make_session(clock, sub="u2")
-    assert 0 < raw.pttl(PREFIX + "s:" + await backend.save(past, expires_at=clock() - 5)) <= 1000
+    assert await backend.update(key, session, expires_at=clock() + 500)
+    assert 499_000 < raw.pttl(PREFIX + "s:" + key) <= 500_000
 
 
 async def test_index_ttl_is_never_lowered_below_a_members(
     backend: RedisSessionBackend, raw: redis.Redis, clock: FakeClock
 ) -> None:
-    await backend.save(make_session(clock), expires_at=clock() + 1000)
-    await backend.save(make_session(clock), expires_at=clock() + 100)  # same sub and sid
+    await create(backend, make_session(clock), clock() + 1000)
+    await create(backend, make_session(clock), clock() + 100)  # same sub and sid
     assert raw.pttl(PREFIX + "sub:u1") > 900_000
     assert raw.pttl(PREFIX + "sid:sid-1") > 900_000
-    await backend.save(make_session(clock), expires_at=clock() + 5000)
+    await create(backend, make_session(clock), clock() + 5000)
     assert raw.pttl(PREFIX + "sub:u1") > 4_900_000
 
 
 async def test_data_at_rest_is_sealed(
     backend: RedisSessionBackend, raw: redis.Redis, clock: FakeClock
 ) -> None:
-    key = await backend.save(make_session(clock), expires_at=clock() + 600)
-    stored = raw.get(PREFIX + "s:" + key)
+    key = await create(backend, make_session(clock), clock() + 600)
+    stored = raw.hget(PREFIX + "s:" + key, "d")
     assert stored is not None
     assert stored.startswith("v1.")
-    for secret in ("mail.example.test", "SECRET", "Ada", "sid-1"):
+    for secret in ("mail.example.test", "SECRET", "Ada"):
         assert secret not in stored
 
 
-async def test_same_session_id_keeps_its_key(
+async def test_concurrent_updates_and_a_logout_never_resurrect(
     backend: RedisSessionBackend, raw: redis.Redis, clock: FakeClock
 ) -> None:
+    """A page firing 20 requests when a touch is due, while another tab logs out."""
     session = make_session(clock)
-    key = await backend.save(session, expires_at=clock() + 600)
-    clock.advance(120)
-    touched = session.model_copy(update={"last_active": clock()})
-    assert await backend.save(touched, expires_at=clock() + 600) == key
-    assert await backend.load(key) == touched
-    assert raw.dbsize() == 4  # s:, id:, sid:, sub:
-    other = await backend.save(make_session(clock), expires_at=clock() + 600)
-    assert other != key
-
-
-async def test_concurrent_saves_of_one_session_agree_on_its_key(
-    backend: RedisSessionBackend, raw: redis.Redis, clock: FakeClock
-) -> None:
-    session = make_session(clock)  # e.g. a page firing 20 requests when a touch is due
-    keys = await asyncio.gather(
-        *(backend.save(session, expires_at=clock() + 600) for _ in range(20))
-    )
-    assert len(set(keys)) == 1
-    assert raw.dbsize() == 4
-    assert await backend.load(keys[0]) == session
-
-
-async def test_resave_with_other_sid_moves_the_index_entry(
-    backend: RedisSessionBackend, raw: redis.Redis, clock: FakeClock
-) -> None:
-    session = make_session(clock)
-    key = await backend.save(session, expires_at=clock() + 600)
-    moved = session.model_copy(update={"sid": "sid-2"})
-    assert await backend.save(moved, expires_at=clock() + 600) == key
-    assert state(raw, key)["sid_sets"] == {"sid-1": [], "sid-2": [key]}
-    assert await backend.delete_by(sid="sid-1") == 0
-    assert await backend.delete_by(sid="sid-2") == 1
-
-
-async def test_delete_by_sid_sub_and_both(
-    backend: RedisSessionBackend, raw: redis.Redis, clock: FakeClock
-) -> None:
-    async def fresh() -> dict[str, str]:
-        sessions = {
-            "a": make_session(clock, sub="u1", sid="sid-1"),
-            "b": make_session(clock, sub="u1", sid="sid-2"),
-            "c": make_session(clock, sub="u2", sid="sid-1"),
-            "d": make_session(clock, sub="u2", sid=None),
-        }
-        return {n: await backend.save(s, expires_at=clock() + 600) for n, s in sessions.items()}
-
-    async def alive(keys: dict[str, str]) -> set[str]:
-        return {name for name, key in keys.items() if await backend.load(key) is not None}
-
-    keys = await fresh()
-    assert await backend.delete_by(sid="sid-1", sub="u1") == 1  # intersection: one session
-    assert await alive(keys) == {"b", "c", "d"}
-    assert await backend.delete_by(sid="sid-1") == 1
-    assert await alive(keys) == {"b", "d"}
-    assert state(raw, keys["c"])["sub_sets"]["u2"] == [keys["d"]]  # other index cleaned too
-    assert await backend.delete_by(sub="u2") == 1
-    assert await backend.delete_by(sub="u1") == 1
-    assert raw.dbsize() == 0  # id mappings and index sets went with the sessions
-
-    keys = await fresh()
-    assert await backend.delete_by(sub="u1") == 2
-    assert await alive(keys) == {"c", "d"}
-    assert await backend.delete_by(sid="sid-2") == 0
-    assert await backend.delete_by(sid="nope", sub="u2") == 0
-    assert await backend.delete_by() == 0
-    assert await backend.delete_by(sid="sid-1", sub="u2") == 1
-    assert await alive(keys) == {"d"}
-
-
-async def test_deleted_session_resaved_gets_a_new_key(
-    backend: RedisSessionBackend, clock: FakeClock
-) -> None:
-    session = make_session(clock)
-    key = await backend.save(session, expires_at=clock() + 600)
-    assert await backend.delete_by(sub="u1") == 1
-    assert await backend.save(session, expires_at=clock() + 600) != key
+    key = await create(backend, session, clock() + 600)
+    touched = session.model_copy(update={"last_active": clock() + 60})
+    writes = [backend.update(key, touched, expires_at=clock() + 900) for _ in range(20)]
+    await asyncio.gather(*writes[:10], backend.delete(key, until=clock() + 600), *writes[10:])
     assert await backend.load(key) is None
+    assert raw.hgetall(PREFIX + "s:" + key) == {"ended": "1"}
+    assert raw.smembers(PREFIX + "sub:u1") == set()
+
+
+async def test_delete_by_cleans_the_other_index_too(
+    backend: RedisSessionBackend, raw: redis.Redis, clock: FakeClock
+) -> None:
+    c = await create(backend, make_session(clock, sub="u2", sid="sid-1"), clock() + 600)
+    d = await create(backend, make_session(clock, sub="u2", sid=None), clock() + 600)
+    assert await backend.delete_by(sid="sid-1", until=clock() + 600) == 1
+    assert state(raw, c)["sub_sets"]["u2"] == [d]
+    assert await backend.delete_by(until=clock() + 600) == 0
+    assert await backend.delete_by(sid="nope", sub="u2", until=clock() + 600) == 0
 
 
 async def test_expired_session_is_gone(
     backend: RedisSessionBackend, raw: redis.Redis, clock: FakeClock
 ) -> None:
     session = make_session(clock)
-    key = await backend.save(session, expires_at=clock() + 1)
+    key = await create(backend, session, clock() + 1)
     assert await backend.load(key) == session
     clock.advance(1)  # expiry inside the sealed value: gone even before Redis drops the key
     assert await backend.load(key) is None
-    names = [PREFIX + n for n in ("s:" + key, "id:" + session.id, "sid:sid-1", "sub:u1")]
+    assert await backend.update(key, session, expires_at=clock() + 600) is False
+    names = [PREFIX + n for n in ("s:" + key, "sid:sid-1", "sub:u1")]
     deadline = time.monotonic() + 5
     while raw.exists(*names) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)  # Redis drops the keys itself after their 1 s TTL
@@ -270,21 +223,31 @@ async def test_expired_session_is_gone(
 
 
 @pytest.mark.parametrize(
-    "value", ["", "x", "../../etc", "A" * 42, "A" * 44, "v1.abc", "ä" * 43, "A" * 10_000]
+    "value", ["", "x", "../../etc", "a" * 63, "a" * 65, "A" * 64, "v1.abc", "ä" * 64, "a" * 10_000]
 )
-async def test_foreign_cookie_values_are_none(backend: RedisSessionBackend, value: str) -> None:
+async def test_foreign_keys_are_none_without_a_round_trip(
+    backend: RedisSessionBackend, value: str
+) -> None:
     assert await backend.load(value) is None
+    assert (
+        await backend.update(
+            value,
+            SessionData(id="i", sub="s", user={}, created_at=0, last_active=0),
+            expires_at=1e10,
+        )
+        is False
+    )
 
 
 async def test_unsealable_data_is_none(
     backend: RedisSessionBackend, raw: redis.Redis, clock: FakeClock, redis_server: RedisServer
 ) -> None:
-    key = random_token(32)
+    key = secrets.token_hex(32)
     for garbage in ("garbage", "v1.AAAA", "\xff"):
-        raw.set(PREFIX + "s:" + key, garbage)
+        raw.hset(PREFIX + "s:" + key, "d", garbage)
         assert await backend.load(key) is None
     foreign = make_backend(redis_server, clock, sealer=Sealer(["x" * 40], clock=clock))
-    other_key = await foreign.save(make_session(clock), expires_at=clock() + 60)
+    other_key = await create(foreign, make_session(clock), clock() + 60)
     await foreign.aclose()
     assert await backend.load(other_key) is None
 
@@ -293,8 +256,8 @@ async def test_stale_index_members_are_pruned(
     backend: RedisSessionBackend, raw: redis.Redis, clock: FakeClock
 ) -> None:
     for _ in range(70):
-        raw.sadd(PREFIX + "sub:u1", random_token(32))  # sessions that expired long ago
-    key = await backend.save(make_session(clock), expires_at=clock() + 60)
+        raw.sadd(PREFIX + "sub:u1", secrets.token_hex(32))  # sessions that expired long ago
+    key = await create(backend, make_session(clock), clock() + 60)
     assert raw.smembers(PREFIX + "sub:u1") == {key}
 
 
@@ -305,25 +268,25 @@ async def test_stopped_redis_is_temporarily_unavailable_not_a_logout(
     backend: RedisSessionBackend, redis_server: RedisServer, clock: FakeClock
 ) -> None:
     session = make_session(clock)
-    key = await backend.save(session, expires_at=clock() + 600)
+    key = await create(backend, session, clock() + 600)
     redis_server.stop()
     started = time.monotonic()
     with pytest.raises(TemporarilyUnavailable) as caught:
         await backend.load(key)
     assert caught.value.__cause__ is not None
     with pytest.raises(TemporarilyUnavailable):
-        await backend.save(session, expires_at=clock() + 600)
+        await backend.update(key, session, expires_at=clock() + 600)
     with pytest.raises(TemporarilyUnavailable):
-        await backend.delete(session)
+        await backend.delete(key, until=clock() + 600)
     with pytest.raises(TemporarilyUnavailable):
-        await backend.delete_by(sub="u1")
+        await backend.delete_by(sub="u1", until=clock() + 600)
     with pytest.raises(TemporarilyUnavailable):
         async with backend.lock("refresh"):
             pass
     assert time.monotonic() - started < 5 * TIMEOUT + 2
     redis_server.start()  # no persistence: the store is empty, but it works again
     assert await backend.load(key) is None
-    key = await backend.save(session, expires_at=clock() + 600)
+    key = await create(backend, session, clock() + 600)
     assert await backend.load(key) == session
 
 
@@ -331,13 +294,13 @@ async def test_paused_redis_times_out_then_sessions_come_back(
     backend: RedisSessionBackend, redis_server: RedisServer, clock: FakeClock
 ) -> None:
     session = make_session(clock)
-    key = await backend.save(session, expires_at=clock() + 600)
+    key = await create(backend, session, clock() + 600)
     redis_server.pause()
     try:
         for operation in (
             backend.load(key),
-            backend.save(session, expires_at=clock() + 600),
-            backend.delete_by(sid="sid-1"),
+            backend.update(key, session, expires_at=clock() + 600),
+            backend.delete_by(sid="sid-1", until=clock() + 600),
         ):
             started = time.monotonic()
             with pytest.raises(TemporarilyUnavailable):
@@ -355,10 +318,10 @@ async def test_timeout_bounds_calls_even_with_a_client_without_socket_timeouts(
     store = RedisSessionBackend(sealer=Sealer([SECRET], clock=clock), client=client, clock=clock,
                                 timeout=0.3)  # fmt: skip
     first, second = make_session(clock), make_session(clock, sub="u2")
-    first_key = await store.save(first, expires_at=clock() + 600)
+    first_key = await create(store, first, clock() + 600)
     redis_server.pause()
     try:
-        for operation in (store.save(second, expires_at=clock() + 600), store.load(first_key)):
+        for operation in (create(store, second, clock() + 600), store.load(first_key)):
             started = time.monotonic()
             with pytest.raises(TemporarilyUnavailable):
                 await operation  # cancelled mid-transaction / mid-read by the deadline
@@ -366,7 +329,7 @@ async def test_timeout_bounds_calls_even_with_a_client_without_socket_timeouts(
     finally:
         redis_server.resume()
     # Connections interrupted mid-command were not reused half-read: answers still line up.
-    second_key = await store.save(second, expires_at=clock() + 600)
+    second_key = await create(store, second, clock() + 600)
     for _ in range(5):
         assert await store.load(first_key) == first
         assert await store.load(second_key) == second
@@ -488,13 +451,15 @@ def test_app_login_protected_logout(
     response = app_client.get("/api/protected")
     assert response.status_code == 200
     assert response.json() == {"userId": "alice", "email": "alice@mail.example.test"}
-    key = session_cookie(app_client)
-    assert len(key) == 43  # the cookie holds only the id
-    assert "mail.example.test" not in (raw.get(PREFIX + "s:" + key) or "")
-    assert raw.smembers(PREFIX + "sub:alice") == {key}
+    cookie = session_cookie(app_client)
+    assert len(cookie) == 53  # s1.<key id>.<256-bit secret>: the cookie holds no data
+    (key,) = raw.smembers(PREFIX + "sub:alice")
+    assert key not in cookie and cookie.rsplit(".", 1)[1] not in key  # a keyed hash of it
+    assert "mail.example.test" not in (raw.hget(PREFIX + "s:" + key, "d") or "")
     app_client.post("/auth/logout", follow_redirects=False)
-    assert not raw.exists(PREFIX + "s:" + key)
-    assert raw.dbsize() == 0
+    assert raw.hgetall(PREFIX + "s:" + key) == {"ended": "1"}  # a tombstone, nothing else
+    assert raw.dbsize() == 1
+    app_client.cookies.set("oidc_session", cookie)
     assert app_client.get("/api/protected").status_code == 401
 
 

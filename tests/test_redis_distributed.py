@@ -112,4 +112,4 @@ async def test_one_redis_round_trip_per_request(
     raw.close()
     calls = {name: data["calls"] for name, data in stats.items() if name != "cmdstat_info"}
     calls.pop("cmdstat_config|resetstat", None)
-    assert calls == {"cmdstat_get": 10}, calls
+    assert calls == {"cmdstat_hget": 10}, calls

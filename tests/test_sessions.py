@@ -162,9 +162,7 @@ def test_oversized_session_is_chunked_and_each_cookie_under_4kb(
     assert big_client.get("/auth/profile").json()["bio"] == "x" * 9000
 
 
-def test_shrinking_session_removes_stale_chunks(
-    issuer: FakeIssuer, big_client: TestClient
-) -> None:
+def test_shrinking_session_removes_stale_chunks(issuer: FakeIssuer, big_client: TestClient) -> None:
     issuer.login_as("big", bio="x" * 9000)
     login(big_client, issuer)
     issuer.login_as("small")

@@ -47,7 +47,9 @@ end
 # threshold, sealed data, sid, sub, mode ("create": only if absent; "update": only if live),
 # now, expires_at (the app's clock: a session past its end is not live even if Redis's TTL,
 # on Redis's clock, has not run out yet).
-_WRITE = _INDEX_ADD + """
+_WRITE = (
+    _INDEX_ADD
+    + """
 local stored = redis.call('HMGET', KEYS[1], 'd', 'e')
 local live = stored[1] and tonumber(stored[2] or '0') > tonumber(ARGV[9])
 if ARGV[8] == 'create' and redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
@@ -57,6 +59,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 for i = 2, #KEYS do index_add(KEYS[i]) end
 return 1
 """
+)
 # Ends the sessions ARGV[3..] (members): tombstone for ARGV[1] ms, out of their index sets
 # (named from ARGV[2], the prefix). Returns how many were live.
 _END = """

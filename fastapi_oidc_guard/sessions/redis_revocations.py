@@ -52,7 +52,8 @@ class RedisRevocations(RedisClient):
 
     async def revoked(self, session: SessionData) -> bool:
         names = [f"{self._prefix}rv:id:{session.id}"]
-        names.append(f"{self._prefix}rv:sid:{session.sid}" if session.sid else self._prefix + "rv:-")
+        no_sid = self._prefix + "rv:-"  # never written
+        names.append(f"{self._prefix}rv:sid:{session.sid}" if session.sid else no_sid)
         names.append(f"{self._prefix}rv:sub:{session.sub}")
         async with self._available("revoked"):
             by_id, by_sid, by_sub = await self._redis().mget(names)

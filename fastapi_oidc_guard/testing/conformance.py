@@ -72,6 +72,7 @@ class _HeldRefresh(httpx.AsyncBaseTransport):
 
 def _app(guard: OIDCGuard, gate: _Gate) -> FastAPI:
     app = FastAPI()
+    session_token = access_token()
     guard.install(app)
 
     @app.get("/api/protected")
@@ -85,7 +86,7 @@ def _app(guard: OIDCGuard, gate: _Gate) -> FastAPI:
         return {"userId": user.sub}
 
     @app.get("/api/token")
-    async def token(tok: AccessToken = Depends(access_token())) -> dict[str, str]:
+    async def token(tok: AccessToken = Depends(session_token)) -> dict[str, str]:
         return {"token": tok.token}
 
     return app
