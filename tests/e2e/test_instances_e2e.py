@@ -71,6 +71,73 @@ def redis_for_e2e() -> Iterator[RedisServer]:
         yield server
 
 
+def start_pair(
+    make_oidc_provider: Callable[..., OIDCProviderProcess], redis_url: str, **extra: str
+) -> tuple[OIDCProviderProcess, AppProcess, AppProcess]:
+    """The provider and two app processes A and B on one Redis (A receives back-channel)."""
+    sock_a, sock_b = free_socket(), free_socket()
+    port_a, port_b = sock_a.getsockname()[1], sock_b.getsockname()[1]
+    sock_a.close()
+    sock_b.close()
+    base = f"http://127.0.0.1:{port_a}"
+    provider = make_oidc_provider({
+        "client": {"redirect_uris": [f"{base}/auth/callback"],
+                   "post_logout_redirect_uris": [f"{base}/"],
+                   "backchannel_logout_uri": f"{base}/auth/backchannel-logout"},
+        "api": {"access_token_ttl": TTL},
+    })  # fmt: skip
+    env = {
+        "OIDC_ISSUER": provider.issuer, "OIDC_AUDIENCE": provider.api_identifier,
+        "OIDC_CLIENT_ID": provider.client_id, "OIDC_CLIENT_SECRET": provider.client_secret,
+        "OIDC_BASE_URL": base, "OIDC_SESSION_SECRET": "m" * 48,
+        "OIDC_SESSION_BACKEND": "redis", "OIDC_REDIS_URL": redis_url, **extra,
+    }  # fmt: skip
+    a = AppProcess(env, port_a)
+    try:
+        b = AppProcess(env, port_b)
+    except RuntimeError:
+        a.stop()
+        raise
+    return provider, a, b
+
+
+def test_backchannel_logout_on_a_while_b_holds_a_request(
+    make_oidc_provider: Callable[..., OIDCProviderProcess], redis_for_e2e: RedisServer
+) -> None:
+    """Attack (issue #10, case 2): B has loaded the session and is due a touch; the provider's
+    back-channel logout reaches A; B then saves. B must not bring the session back."""
+    provider, a, b = start_pair(make_oidc_provider, redis_for_e2e.url, E2E_TOUCH_INTERVAL="0")
+    try:
+        with httpx.Client(timeout=15) as browser:
+            callback = drive_login(browser, f"{a.url}/auth/login?prompt=consent", login="gina")
+            browser.get(callback, follow_redirects=False)
+            cookie = {"oidc_session": browser.cookies.get("oidc_session", path="/") or ""}
+            assert httpx.get(f"{b.url}/api/protected", cookies=cookie).status_code == 200
+
+            async def interleave() -> httpx.Response:
+                async with httpx.AsyncClient(timeout=30, cookies=cookie) as tab:
+                    held = asyncio.ensure_future(tab.get(f"{b.url}/held"))
+                    assert (await tab.get(f"{b.url}/held/loaded")).status_code == 200
+                    # The provider's own logout (no RP logout through A): back-channel to A.
+                    end_session = provider.discovery()["end_session_endpoint"]
+                    await asyncio.to_thread(drive_logout, browser, end_session)
+                    assert provider.counters().get("backchannel_logout", 0) >= 1
+                    await tab.post(f"{b.url}/held/release")
+                    return await held
+
+            late = asyncio.run(interleave())
+            assert late.status_code == 200  # it started signed in
+            renewed = [c for c in late.headers.get_list("set-cookie")
+                       if c.startswith("oidc_session=") and "Max-Age=0" not in c]  # fmt: skip
+            assert not renewed, "B brought the session back"
+            for app in (a, b):
+                gone = httpx.get(f"{app.url}/api/protected", cookies=cookie, timeout=10)
+                assert gone.status_code == 401
+    finally:
+        a.stop()
+        b.stop()
+
+
 def test_two_processes_share_sessions_refresh_and_logout(
     make_oidc_provider: Callable[..., OIDCProviderProcess], redis_for_e2e: RedisServer
 ) -> None:

@@ -23,9 +23,9 @@ pytestmark = pytest.mark.e2e
 def session_of(guard: OIDCGuard, browser: httpx.Client) -> SessionData:
     assert guard.sessions is not None
     cookies = {c.name: c.value or "" for c in browser.cookies.jar if c.path == "/"}
-    value = read_chunked(cookies, "oidc_session")
-    assert value is not None
-    session = asyncio.run(guard.sessions.backend.load(value))
+    assert read_chunked(cookies, "oidc_session") is not None
+    header = "; ".join(f"{name}={value}" for name, value in cookies.items()).encode()
+    session = asyncio.run(guard.sessions.get({"type": "http", "headers": [(b"cookie", header)]}))
     assert session is not None
     return session
 
