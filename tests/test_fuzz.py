@@ -74,11 +74,11 @@ _web_issuer = FakeIssuer(clock=FakeClock(1_800_000_000.0))
 COOKIE_CHARS = st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters=";,")
 
 
-@pytest.fixture(scope="module")
-def web_client() -> Iterator[TestClient]:
+@pytest.fixture(scope="module", params=["cookie", "memory"])
+def web_client(request: pytest.FixtureRequest) -> Iterator[TestClient]:
     from .web import BASE_URL, web_app, web_guard
 
-    guard = web_guard(_web_issuer, _web_issuer.clock)  # type: ignore[arg-type]
+    guard = web_guard(_web_issuer, _web_issuer.clock, session_backend=request.param)  # type: ignore[arg-type]
     with TestClient(web_app(guard), base_url=BASE_URL) as client:
         yield client
 
@@ -91,7 +91,9 @@ def web_client() -> Iterator[TestClient]:
         st.sampled_from(["oidc_session", "oidc_session.0", "oidc_session.1", "oidc_session.7",
                          "oidc_session_txn_0123456789abcdef", "other"]),
         st.one_of(st.text(alphabet=COOKIE_CHARS, max_size=400),
-                  st.builds(lambda s: "v1." + s, st.text(alphabet=B64, max_size=400))),
+                  st.builds(lambda s: "v1." + s, st.text(alphabet=B64, max_size=400)),
+                  st.builds(lambda k, s: f"s1.{k}.{s}", st.text(alphabet=B64 + "=", max_size=8),
+                            st.text(alphabet=B64, min_size=40, max_size=46))),
         max_size=5,
     )
 )  # fmt: skip
