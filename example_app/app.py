@@ -90,6 +90,8 @@ def create_app(
     env = os.environ if environ is None else environ
     base = (base_url or f"http://127.0.0.1:{env.get('PORT', '8000')}").rstrip("/")
     dev: FakeIssuer | None = None
+    # The front end allowed by CORS below may write with the session cookie (trusted origin).
+    cors_origin = env.get("EXAMPLE_CORS_ORIGIN", "http://localhost:3000")
     if configured(env):
         guard = OIDCGuard.from_env(env)
         api_settings: dict[str, Any] = {"issuer": guard.config.issuer,
@@ -100,6 +102,7 @@ def create_app(
             issuer=dev.issuer, audience=dev.audience, client_id=dev.client_id,
             client_secret=dev.client_secret, base_url=base, routes_prefix=ROUTES_PREFIX,
             session_secret=secrets.token_urlsafe(48), transport=dev.transport,
+            trusted_origins=(cors_origin,),
         )  # fmt: skip
         api_settings = {"issuer": dev.issuer, "audience": dev.audience, "transport": dev.transport}
 
@@ -107,7 +110,7 @@ def create_app(
     guard.install(app)
     app.add_middleware(
         CORSMiddleware,
-        allow_origins=[env.get("EXAMPLE_CORS_ORIGIN", "http://localhost:3000")],
+        allow_origins=[cors_origin],
         allow_credentials=True,
         allow_methods=["GET", "POST", "DELETE"],
         allow_headers=["Authorization", "Content-Type"],

@@ -176,6 +176,12 @@ class GuardConfig:
             )
         if self.session_backend == "redis" and not self.redis_url:
             raise ConfigurationError("OIDC_SESSION_BACKEND=redis needs OIDC_REDIS_URL")
+        if self.session_backend == "memory" and self.redis_url:
+            raise ConfigurationError(
+                "OIDC_REDIS_URL is set with OIDC_SESSION_BACKEND=memory, which keeps sessions in "
+                "one process: use OIDC_SESSION_BACKEND=redis (or cookie, which then shares its "
+                "revocations in Redis), or unset OIDC_REDIS_URL"
+            )
         self._check_login()
 
     @property

@@ -1,7 +1,9 @@
 """Login transactions: one short-lived encrypted cookie per login, so parallel tabs work.
 
 The cookie's name is derived from ``state``, so the callback finds its own transaction; its path is
-the routes' prefix (``/auth``), so it travels to the login and callback routes only. At most
+the routes' prefix (``/auth``), so it travels to the login and callback routes only, except for a
+``__Host-`` name, which must have ``Path=/`` (the name still carries the login's state). Sealed
+with the app's binding: another app's transaction never opens here. At most
 ``max_pending`` transactions are kept: the oldest are removed when a new login starts.
 """
 

@@ -14,6 +14,7 @@ with every process, so each instance refuses an ended session at once.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
@@ -21,6 +22,8 @@ from typing import Protocol, runtime_checkable
 from ..models import SessionData
 
 __all__ = ["MemoryRevocations", "RevocationStore"]
+
+logger = logging.getLogger("fastapi_oidc_guard.sessions")
 
 
 @runtime_checkable
@@ -47,9 +50,9 @@ class RevocationStore(Protocol):
 class MemoryRevocations:
     """In-process revocations, at most ``size`` entries per kind.
 
-    When full, the entries closest to their end go first and a warning is logged by the caller
-    (a dropped entry could let a copied cookie back in: size it above your logouts per
-    ``session_absolute``, or configure Redis).
+    When full, the entries closest to their end go first, with a warning (a dropped entry could
+    let a copied cookie back in: keep ``size`` above your logouts per ``session_absolute``, or
+    configure Redis).
     """
 
     def __init__(self, *, clock: Callable[[], float], size: int = 100_000) -> None:
@@ -101,6 +104,10 @@ class MemoryRevocations:
             soonest = min(index, key=lambda v: index[v][1])
             del index[soonest]
             self.dropped += 1
+            logger.warning(
+                "revocation list full (%d entries): an ended session's entry was dropped "
+                "early; configure OIDC_REDIS_URL to share revocations in Redis", self._size,
+            )  # fmt: skip
 
 
 def _active(entry: tuple[float, float] | None, now: float) -> bool:
