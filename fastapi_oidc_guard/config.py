@@ -121,6 +121,7 @@ class GuardConfig:
     max_token_bytes: int = 8 * 1024
     max_id_token_bytes: int = 16 * 1024
     token_cache_size: int = 1024
+    require_at_jwt: bool = False  # RFC 9068 strict: bearer tokens must say typ: at+jwt
     # Browser login and sessions
     routes_prefix: str = "/auth"
     cookie_name: str | None = None  # None: __Host-oidc_session on https, oidc_session on http
@@ -323,6 +324,11 @@ class GuardConfig:
             values["session_secret"] = _split(env["OIDC_SESSION_SECRET"])
         if env.get("OIDC_ALGORITHMS"):
             values["algorithms"] = _split(env["OIDC_ALGORITHMS"])
+        if env.get("OIDC_REQUIRE_AT_JWT"):
+            flag = env["OIDC_REQUIRE_AT_JWT"].strip().lower()
+            if flag not in ("true", "false", "1", "0", "yes", "no"):
+                raise ConfigurationError("OIDC_REQUIRE_AT_JWT must be true or false")
+            values["require_at_jwt"] = flag in ("true", "1", "yes")
         if env.get("OIDC_TRUSTED_ORIGINS"):
             values["trusted_origins"] = _split(env["OIDC_TRUSTED_ORIGINS"])
         if env.get("OIDC_MAX_COOKIE_BYTES"):

@@ -72,7 +72,7 @@ def build_issuer_stack(
         issuer=issuer, keys=keys, algorithms=cfg.algorithms, clock=cfg.clock,
         leeway=cfg.leeway, audience=audience, client_id=cfg.client_id,
         max_bytes=cfg.max_token_bytes, max_id_token_bytes=cfg.max_id_token_bytes,
-        cache_size=cfg.token_cache_size,
+        cache_size=cfg.token_cache_size, strict_typ=cfg.require_at_jwt,
     )  # fmt: skip
     return IssuerStack(discovery, keys, verifier)
 

@@ -39,6 +39,8 @@ __all__ = [
     "select_key",
     "verify_signature",
 ]
+# Header parameters that exist only for JWE (RFC 7516, 7518): a JWS carrying one is confused.
+_JWE_ONLY_HEADER = frozenset({"zip", "enc", "epk", "apu", "apv", "iv", "tag", "p2s", "p2c"})
 
 # python-jose silently falls back to pure-Python backends when `cryptography` is missing;
 # we rely on the cryptography backend (constant-time, maintained), so refuse anything else.
@@ -136,6 +138,9 @@ def parse_compact(token: str, *, max_bytes: int) -> ParsedToken:
         raise MalformedToken("header 'alg' missing or not a string")
     if "crit" in header:
         raise MalformedToken("header 'crit' is not supported")
+    jwe_only = sorted(_JWE_ONLY_HEADER.intersection(header))
+    if jwe_only:
+        raise MalformedToken(f"header {jwe_only} belongs to an encrypted token (JWE), not a JWS")
     for name in ("kid", "typ", "cty"):
         if name in header and not isinstance(header[name], str):
             raise MalformedToken(f"header {name!r} is not a string")

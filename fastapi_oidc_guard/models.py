@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["AccessToken", "ProviderMetadata", "SessionData", "TokenSet", "User"]
 
@@ -37,6 +37,14 @@ class User(BaseModel):
     scope: str | None = None
     scp: list[str] | str | None = None
     permissions: list[str] | None = None
+
+    @field_validator("scope", mode="before")
+    @classmethod
+    def _scope_array(cls, value: Any) -> Any:
+        """Some providers send ``scope`` as a JSON array of strings (like ``scp``)."""
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return " ".join(value)
+        return value
 
     @property
     def scopes(self) -> frozenset[str]:

@@ -37,6 +37,7 @@ __all__ = [
     "BACKCHANNEL_LOGOUT_EVENT",
     "TokenKind",
     "TokenVerifier",
+    "check_access_token_kind",
     "check_claims",
     "check_header",
     "check_times",
@@ -55,6 +56,45 @@ _TYPS: dict[TokenKind, frozenset[str | None]] = {
 }
 # Claims that only ID tokens (or logout tokens) carry: such a token is never a bearer token.
 _NOT_ACCESS_TOKEN_CLAIMS = ("nonce", "at_hash", "c_hash", "events")
+
+
+def check_access_token_kind(
+    claims: dict[str, Any], *, typ: str | None, client_id: str | None, strict: bool = False
+) -> None:
+    """An ID token (or logout token) is never a bearer token, decided by markers in order:
+
+    1. an explicit access-token marker accepts: header ``typ: at+jwt`` (RFC 9068), Keycloak's
+       claim ``typ: "Bearer"``, Cognito's ``token_use: "access"`` (Keycloak access tokens carry
+       ``nonce``: the marker wins);
+    2. an explicit ID-token marker refuses: Keycloak's ``typ: "ID"``, Cognito's
+       ``token_use: "id"``, ``nonce``, ``at_hash``, ``c_hash`` (and a logout token's ``events``);
+    3. otherwise a token whose ``aud`` holds the app's own client id must carry ``scope`` or
+       ``scp`` (an ID token from a refresh has no ``nonce`` and no ``at_hash``, and its audience
+       is the client id, which one-registration apps also use as their API audience).
+
+    ``strict`` (RFC 9068 only) accepts nothing but ``typ: at+jwt``.
+    """
+    if "events" in claims:
+        raise WrongTokenType("claim 'events' marks a logout token, not an access token")
+    claim_typ = claims.get("typ")
+    claim_typ = claim_typ.lower() if isinstance(claim_typ, str) else None
+    token_use = claims.get("token_use")
+    if strict and typ != "at+jwt":
+        raise WrongTokenType(f"typ {typ!r}: only at+jwt access tokens are accepted (RFC 9068)")
+    if typ == "at+jwt" or claim_typ == "bearer" or token_use == "access":
+        return
+    if claim_typ == "id" or token_use == "id":
+        raise WrongTokenType("the token says it is an ID token")
+    for name in _NOT_ACCESS_TOKEN_CLAIMS:
+        if name in claims:
+            raise WrongTokenType(f"claim {name!r} marks an ID or logout token, not an access token")
+    ours = client_id is not None and client_id in _audience_values(claims)
+    if ours and "scope" not in claims and "scp" not in claims:
+        raise WrongTokenType(
+            "audience is the app's client id and the token has no scope/scp: an ID token?"
+        )
+
+
 _AT_HASH_DIGEST = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
 
 
@@ -119,6 +159,14 @@ def _string(claims: dict[str, Any], name: str, *, required: bool) -> str | None:
     return value
 
 
+def _audience_values(claims: dict[str, Any]) -> list[str]:
+    """``aud`` as a list, without judging it (the claim checks do that)."""
+    aud = claims.get("aud")
+    if isinstance(aud, str):
+        return [aud]
+    return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
+
+
 def _audiences(claims: dict[str, Any]) -> list[str]:
     aud = claims.get("aud")
     if isinstance(aud, str) and aud:
@@ -147,17 +195,17 @@ def check_claims(
     alg: str = "RS256",
     nonce: str | None = None,
     access_token: str | None = None,
+    typ: str | None = None,
+    client_id: str | None = None,
+    strict_typ: bool = False,
 ) -> None:
     """Every claim rule of DESIGN.md section 5 for ``kind``; raises an ``InvalidToken``.
 
-    For ID tokens ``audience`` is the client id; for logout tokens too.
+    For ID tokens ``audience`` is the client id; for logout tokens too. For access tokens,
+    ``typ`` (the header's, normalised) and ``client_id`` feed :func:`check_access_token_kind`.
     """
     if kind == "access":
-        for name in _NOT_ACCESS_TOKEN_CLAIMS:
-            if name in claims:
-                raise WrongTokenType(
-                    f"claim {name!r} marks an ID or logout token, not an access token"
-                )
+        check_access_token_kind(claims, typ=typ, client_id=client_id, strict=strict_typ)
     check_times(claims, now=now, leeway=leeway, require_iat=kind != "access")
     iss = _string(claims, "iss", required=True)
     if iss != issuer:
@@ -222,7 +270,9 @@ class TokenVerifier:
         max_bytes: int = 8 * 1024,
         max_id_token_bytes: int = 16 * 1024,
         cache_size: int = 1024,
+        strict_typ: bool = False,
     ) -> None:
+        self._strict_typ = strict_typ
         self.issuer = issuer
         self.keys = keys
         self.algorithms = frozenset(algorithms)
@@ -297,6 +347,8 @@ class TokenVerifier:
         check_claims(
             parsed.claims, kind=kind, issuer=self.issuer, audience=audience, now=now,
             leeway=self._leeway, alg=parsed.alg, nonce=nonce, access_token=access_token,
+            typ=_normalise_typ(parsed.header.get("typ")), client_id=self.client_id,
+            strict_typ=self._strict_typ,
         )  # fmt: skip
         key = await self.keys.get_key(kid=parsed.kid, alg=parsed.alg)
         verify_signature(parsed, key, allowed=self.algorithms)

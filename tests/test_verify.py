@@ -263,7 +263,7 @@ def id_token_sent_as_bearer(i: FakeIssuer) -> str:
 
 
 def token_with_typ_id_token_marker(i: FakeIssuer) -> str:
-    return i.mint(at_hash="abc")
+    return i.mint(at_hash="abc", header={"typ": "JWT"})
 
 
 def logout_token_sent_as_bearer(i: FakeIssuer) -> str:
@@ -436,7 +436,7 @@ def token_eddsa_with_tampered_payload(i: FakeIssuer) -> str:
 
 
 def token_with_c_hash_marker(i: FakeIssuer) -> str:
-    return i.mint(c_hash="abc")
+    return i.mint(c_hash="abc", header={"typ": "JWT"})
 
 
 def logout_token_with_typ_jwt_sent_as_bearer(i: FakeIssuer) -> str:
@@ -572,14 +572,15 @@ BEARER_CASES: list[Any] = [
 
 
 def make_guard(issuer: FakeIssuer, clock: FakeClock, **settings: Any) -> OIDCGuard:
-    return OIDCGuard(
-        issuer=issuer.issuer,
-        audience=issuer.audience,
-        client_id=issuer.client_id,
-        transport=issuer.transport,
-        clock=clock,
-        **settings,
-    )
+    options: dict[str, Any] = {
+        "issuer": issuer.issuer,
+        "audience": issuer.audience,
+        "client_id": issuer.client_id,
+        "transport": issuer.transport,
+        "clock": clock,
+    }
+    options.update(settings)
+    return OIDCGuard(**options)
 
 
 def test_table_is_mostly_rejections() -> None:
@@ -600,6 +601,157 @@ async def test_bearer_token(
         else:
             with pytest.raises(expected):
                 await guard.verifier.verify_access_token(token)
+    finally:
+        await guard.aclose()
+
+
+# -- token kind: ID tokens are never bearer tokens (issue #11, case 1) ------------------------
+
+
+def _jwt(i: FakeIssuer, **claims: Any) -> str:
+    return i.mint(header={"typ": "JWT"}, **claims)
+
+
+def id_token_from_a_refresh_for_the_api_audience(i: FakeIssuer) -> str:
+    """No nonce, no at_hash (Okta, Auth0 at refresh), aud = the client id = the API here."""
+    return i.sign(i.claims(aud=i.client_id, scope=None, auth_time=NOW - 60),
+                  header={"typ": "JWT"})  # fmt: skip
+
+
+def id_token_with_nonce_for_the_api_audience(i: FakeIssuer) -> str:
+    return i.mint_id_token(nonce="n-1")
+
+
+def id_token_without_typ_for_the_api_audience(i: FakeIssuer) -> str:
+    return i.sign(i.claims(aud=i.client_id, scope=None), header={"typ": None})
+
+
+def keycloak_id_token(i: FakeIssuer) -> str:
+    return _jwt(i, typ="ID", azp=i.client_id)
+
+
+def cognito_id_token(i: FakeIssuer) -> str:
+    return _jwt(i, token_use="id")
+
+
+def keycloak_access_token_with_nonce(i: FakeIssuer) -> str:
+    return _jwt(i, typ="Bearer", nonce="n-1", azp="web", aud=[i.audience, "account"])
+
+
+def cognito_access_token(i: FakeIssuer) -> str:
+    return _jwt(i, token_use="access", scope=None, client_id="web")
+
+
+def at_jwt_carrying_nonce(i: FakeIssuer) -> str:
+    return i.mint(nonce="n-1")
+
+
+def entra_one_registration_token(i: FakeIssuer) -> str:
+    """Entra ID v2: one app registration is both client and API: aud = client id, scp."""
+    return _jwt(i, aud=i.client_id, scope=None, scp="access_as_user", azp=i.client_id)
+
+
+def lemonldap_access_token(i: FakeIssuer) -> str:
+    return _jwt(i, aud=[i.client_id, i.audience], client_id=i.client_id, jti="j-1")
+
+
+def at_jwt_for_the_client_id_without_scope(i: FakeIssuer) -> str:
+    return i.mint(aud=i.client_id, scope=None)
+
+
+def token_with_scope_array(i: FakeIssuer) -> str:
+    return i.mint(scope=["read:a", "write:b"])
+
+
+# The app's API audience is its own client id here (one registration: Entra, Google, Keycloak).
+ONE_REGISTRATION_CASES: list[Any] = [
+    pytest.param(id_token_from_a_refresh_for_the_api_audience, WrongTokenType,
+                 id="reject-id-token-from-refresh"),
+    pytest.param(id_token_with_nonce_for_the_api_audience, WrongTokenType,
+                 id="reject-id-token-with-nonce"),
+    pytest.param(id_token_without_typ_for_the_api_audience, WrongTokenType,
+                 id="reject-id-token-no-typ"),
+    pytest.param(keycloak_id_token, WrongTokenType, id="reject-keycloak-typ-ID"),
+    pytest.param(cognito_id_token, WrongTokenType, id="reject-cognito-token_use-id"),
+    pytest.param(entra_one_registration_token, None, id="accept-entra-scp"),
+    pytest.param(lemonldap_access_token, None, id="accept-lemonldap"),
+    pytest.param(at_jwt_for_the_client_id_without_scope, None, id="accept-at+jwt-marker"),
+]  # fmt: skip
+
+KIND_CASES: list[Any] = [
+    pytest.param(keycloak_id_token, WrongTokenType, id="reject-keycloak-typ-ID"),
+    pytest.param(cognito_id_token, WrongTokenType, id="reject-cognito-token_use-id"),
+    *(pytest.param(lambda i, p=p: i.mint(header={p: "x"}), MalformedToken, id=f"reject-jwe-{p}")
+      for p in ("zip", "enc", "epk", "apu", "apv", "iv", "tag", "p2s", "p2c")),
+    pytest.param(keycloak_access_token_with_nonce, None, id="accept-keycloak-Bearer-with-nonce"),
+    pytest.param(cognito_access_token, None, id="accept-cognito-token_use-access"),
+    pytest.param(at_jwt_carrying_nonce, None, id="accept-at+jwt-wins-over-nonce"),
+    pytest.param(lemonldap_access_token, None, id="accept-lemonldap"),
+    pytest.param(token_with_scope_array, None, id="accept-scope-array"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("build", "expected"), KIND_CASES)
+async def test_token_kind(
+    build: Builder, expected: type[InvalidToken] | None, issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    guard = make_guard(issuer, clock)
+    try:
+        token = build(issuer)
+        if expected is None:
+            assert (await guard.verifier.verify_access_token(token))["sub"] == "user-1"
+        else:
+            with pytest.raises(expected):
+                await guard.verifier.verify_access_token(token)
+    finally:
+        await guard.aclose()
+
+
+@pytest.mark.parametrize(("build", "expected"), ONE_REGISTRATION_CASES)
+async def test_one_registration_token_kind(
+    build: Builder, expected: type[InvalidToken] | None, issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    """Attack: with ``audience`` = the client id, an ID token (from a refresh: no nonce, no
+    at_hash) is presented as a bearer token. Real one-registration access tokens still pass."""
+    guard = make_guard(issuer, clock, audience=issuer.client_id)
+    issuer.audience = issuer.client_id
+    try:
+        token = build(issuer)
+        if expected is None:
+            assert (await guard.verifier.verify_access_token(token))["sub"] == "user-1"
+        else:
+            with pytest.raises(expected):
+                await guard.verifier.verify_access_token(token)
+    finally:
+        await guard.aclose()
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [pytest.param(valid_typ_jwt, WrongTokenType, id="reject-typ-JWT"),
+     pytest.param(keycloak_access_token_with_nonce, WrongTokenType, id="reject-keycloak-Bearer"),
+     pytest.param(valid_typ_absent, WrongTokenType, id="reject-typ-absent"),
+     pytest.param(valid_rs256, None, id="accept-at+jwt")],
+)  # fmt: skip
+async def test_strict_rfc9068_accepts_only_at_jwt(
+    build: Builder, expected: type[InvalidToken] | None, issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    guard = make_guard(issuer, clock, require_at_jwt=True)
+    try:
+        if expected is None:
+            await guard.verifier.verify_access_token(build(issuer))
+        else:
+            with pytest.raises(expected):
+                await guard.verifier.verify_access_token(build(issuer))
+    finally:
+        await guard.aclose()
+
+
+async def test_scope_array_is_read_like_scp(issuer: FakeIssuer, clock: FakeClock) -> None:
+    guard = make_guard(issuer, clock)
+    try:
+        user = await guard.user_from_token(token_with_scope_array(issuer))
+        assert user.scopes == {"read:a", "write:b"}
     finally:
         await guard.aclose()
 
