@@ -19,6 +19,7 @@ from .authorization import (
     require_roles,
     require_rule,
     require_scopes,
+    require_step_up,
     roles_of,
 )
 from .config import GuardConfig
@@ -39,6 +40,7 @@ from .errors import (
     DiscoveryError,
     ExpiredToken,
     InsufficientScope,
+    InsufficientUserAuthentication,
     InvalidAudience,
     InvalidRequest,
     InvalidSignature,
@@ -81,6 +83,7 @@ __all__ = [
     "ExpiredToken",
     "GuardConfig",
     "InsufficientScope",
+    "InsufficientUserAuthentication",
     "InvalidAudience",
     "InvalidRequest",
     "InvalidSignature",
@@ -123,6 +126,7 @@ __all__ = [
     "require_roles",
     "require_rule",
     "require_scopes",
+    "require_step_up",
     "require_user",
     "roles_of",
     "userinfo",

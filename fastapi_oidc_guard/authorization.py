@@ -19,13 +19,21 @@ import functools
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Literal
+from urllib.parse import urlencode
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict
 
-from .dependencies import get_guard, require_user
-from .errors import InsufficientScope, NotAuthenticated, OIDCGuardError
+from .dependencies import get_guard, optional_user, require_user
+from .errors import (
+    InsufficientScope,
+    InsufficientUserAuthentication,
+    LoginRedirect,
+    NotAuthenticated,
+    OIDCGuardError,
+)
 from .models import User
+from .step_up import check_step_up
 
 __all__ = [
     "AuthState",
@@ -34,6 +42,7 @@ __all__ = [
     "require_roles",
     "require_rule",
     "require_scopes",
+    "require_step_up",
     "roles_of",
 ]
 
@@ -125,6 +134,72 @@ def require_rule(rule: Callable[[User], bool], *, name: str | None = None) -> Us
 
     dependency.__name__ = f"require_rule({label})"
     return dependency
+
+
+def require_step_up(
+    max_age: int | None = None, acr: str | Iterable[str] | None = None
+) -> UserDependency:
+    """A dependency requiring an authentication at most ``max_age`` seconds old and/or with an
+    ``acr`` among ``acr`` (a space-separated string or several values): step-up (RFC 9470).
+
+    The credential's ``auth_time``/``acr`` are the session's (recorded from the ID token at login)
+    or the bearer token's claims; one without ``auth_time`` fails a ``max_age`` requirement.
+    API requests get ``401 insufficient_user_authentication`` with ``WWW-Authenticate: Bearer
+    error="insufficient_user_authentication", error_description="...", max_age=...,
+    acr_values="..."``. Page requests (a session ``GET`` that accepts ``text/html``) are sent to
+    the login route with ``max_age``/``acr_values`` and come back to the page; the callback
+    checks the new ID token's ``auth_time``. Memoised like :func:`require_scopes`.
+    """
+    if max_age is not None and (isinstance(max_age, bool) or int(max_age) < 0):
+        raise ValueError("max_age must be a number of seconds >= 0")
+    values = tuple(acr.split()) if isinstance(acr, str) else tuple(acr or ())
+    if max_age is None and not values:
+        raise ValueError("require_step_up needs max_age, acr, or both")
+    return _require_step_up(None if max_age is None else int(max_age), _names(values) if values
+                            else ())  # fmt: skip
+
+
+@functools.cache
+def _require_step_up(max_age: int | None, acr_values: tuple[str, ...]) -> UserDependency:
+    async def dependency(request: Request, user: User | None = Depends(optional_user)) -> User:
+        guard = get_guard(request)
+        bearer = "authorization" in request.headers
+        page = not bearer and request.method == "GET" and "text/html" in request.headers.get(
+            "accept", ""
+        )  # fmt: skip
+        try:
+            if user is None:
+                raise NotAuthenticated("step-up needs a signed-in user")
+            if bearer:
+                auth_time, acr = user.claims.get("auth_time"), user.claims.get("acr")
+            else:
+                session = await guard.session(request)
+                auth_time, acr = (session.auth_time, session.acr) if session else (None, None)
+            check_step_up(
+                auth_time=auth_time, acr=acr, max_age=max_age, acr_values=acr_values,
+                now=guard.config.clock(), leeway=guard.config.leeway,
+            )  # fmt: skip
+        except (NotAuthenticated, InsufficientUserAuthentication) as err:
+            if not page:
+                raise
+            raise LoginRedirect("page needs a (more recent) login", location=_step_up_login(
+                request, guard.config.routes_prefix, max_age, acr_values)) from err  # fmt: skip
+        return user
+
+    dependency.__name__ = f"require_step_up(max_age={max_age}, acr={' '.join(acr_values)!r})"
+    return dependency
+
+
+def _step_up_login(
+    request: Request, prefix: str, max_age: int | None, acr_values: tuple[str, ...]
+) -> str:
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    query: dict[str, str] = {"returnTo": path}
+    if max_age is not None:
+        query["max_age"] = str(max_age)
+    if acr_values:
+        query["acr_values"] = " ".join(acr_values)
+    return f"{prefix}/login?{urlencode(query)}"
 
 
 class AuthState(BaseModel):

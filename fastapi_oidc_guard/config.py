@@ -32,8 +32,10 @@ SessionBackendName = Literal["cookie", "memory", "redis"]
 SameSite = Literal["lax", "strict", "none"]
 AudienceParam = Literal["audience", "resource", "both"]
 ClientAuth = Literal["client_secret_basic", "client_secret_post"]
+# Only parameters that cannot widen what a session gets: scope, audience and organization pass
+# only when the app lists them (scope/audience then within login_scopes/login_audiences).
 DEFAULT_LOGIN_PARAMS = (
-    "prompt", "login_hint", "screen_hint", "organization", "ui_locales", "max_age", "acr_values",
+    "prompt", "login_hint", "screen_hint", "ui_locales", "max_age", "acr_values",
 )  # fmt: skip
 
 _LOOPBACK_NAMES = {"localhost"}
@@ -134,6 +136,8 @@ class GuardConfig:
     session_touch_interval: float = 60.0
     max_pending_logins: int = 5
     login_params: tuple[str, ...] = DEFAULT_LOGIN_PARAMS
+    login_scopes: tuple[str, ...] = ()  # scopes a login may ask beyond OIDC_SCOPE
+    login_audiences: tuple[str, ...] = ()  # audiences a login may ask besides OIDC_AUDIENCE
     audience_param: AudienceParam = "both"
     token_endpoint_auth: ClientAuth = "client_secret_basic"
     default_return_to: str = "/"
@@ -155,8 +159,9 @@ class GuardConfig:
             object.__setattr__(self, "session_secret", _split(self.session_secret))
         if isinstance(self.algorithms, str):
             object.__setattr__(self, "algorithms", _split(self.algorithms))
-        if isinstance(self.trusted_origins, str):
-            object.__setattr__(self, "trusted_origins", _split(self.trusted_origins))
+        for name in ("trusted_origins", "login_params", "login_scopes", "login_audiences"):
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, _split(getattr(self, name)))
         for secret in self.session_secret:
             if len(secret.encode()) < 32:
                 raise ConfigurationError(

@@ -25,6 +25,7 @@ Exception tree::
     ├── CrossOriginRequest                 cross_origin_request  403 (cookie-authenticated write
     │                                                                from another origin)
     ├── SessionTooLarge                    session_too_large     500 (the app stores too much)
+    ├── InsufficientUserAuthentication     insufficient_user_authentication 401 (step-up, RFC 9470)
     ├── LoginRequired                      login_required        401
     │   └── NoRefreshToken                 expired token, no refresh token (offline_access)
     ├── TemporarilyUnavailable             temporarily_unavailable 503
@@ -45,6 +46,7 @@ __all__ = [
     "DiscoveryError",
     "ExpiredToken",
     "InsufficientScope",
+    "InsufficientUserAuthentication",
     "InvalidAudience",
     "InvalidRequest",
     "InvalidSignature",
@@ -173,6 +175,20 @@ class InsufficientScope(OIDCGuardError):
     def __init__(self, message: str, *, required: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.required = required
+
+
+class InsufficientUserAuthentication(OIDCGuardError):
+    """Authenticated, but too long ago (``max_age``) or not strongly enough (``acr``) for the
+    route: RFC 9470's challenge. ``max_age`` and ``acr_values`` say what a new login must do."""
+
+    code = "insufficient_user_authentication"
+
+    def __init__(
+        self, message: str, *, max_age: int | None = None, acr_values: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.max_age = max_age
+        self.acr_values = acr_values
 
 
 class LoginRequired(OIDCGuardError):

@@ -10,7 +10,10 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hmac
+import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
@@ -115,22 +118,67 @@ def check_callback_issuer(metadata: ProviderMetadata, iss: str | None) -> None:
 def token_set(
     document: Mapping[str, Any], *, now: float, audience: str | None, scope: str | None
 ) -> TokenSet:
-    """A :class:`TokenSet` from a token response (``expires_in`` made absolute)."""
+    """A :class:`TokenSet` from a token response (``expires_in`` made absolute).
+
+    ``expires_in`` must be a number of seconds in (0, 10 years]: anything else (a 400-digit
+    number, ``1e400``, a negative, a bool) is a malformed response (503), never an infinite
+    lifetime. Without it, a JWT access token's own ``exp`` (read, not trusted for anything but
+    scheduling the refresh) says when to refresh. ``token_type`` "bearer" in any case is stored as
+    ``Bearer`` (RFC 6750), which is what goes out in ``Authorization`` headers.
+    """
     access_token = document.get("access_token")
     if not isinstance(access_token, str) or not access_token:
         raise TemporarilyUnavailable("token response has no access_token")
     expires_in = document.get("expires_in")
-    expires_at = None
-    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
-        expires_at = now + float(expires_in)
+    expires_at = _jwt_exp(access_token) if expires_in is None else now + _lifetime(expires_in)
     granted = document.get("scope")
+    token_type = document.get("token_type")
+    if not isinstance(token_type, str) or token_type.lower() == "bearer" or not token_type:
+        token_type = "Bearer"
     return TokenSet(
         access_token=access_token,
-        token_type=str(document.get("token_type") or "Bearer"),
+        token_type=token_type,
         expires_at=expires_at,
         scope=granted if isinstance(granted, str) else scope,
         audience=audience,
     )
+
+
+_MAX_LIFETIME = 10 * 365 * 86_400.0
+_MAX_NUMERIC_DATE = 253_402_300_799.0  # 9999-12-31T23:59:59Z
+
+
+def _lifetime(value: object) -> float:
+    if isinstance(value, str) and value.isdigit() and len(value) <= 12:
+        value = int(value)  # some providers send "3600"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TemporarilyUnavailable("token response: expires_in is not a number")
+    try:
+        seconds = float(value)
+    except OverflowError as err:
+        raise TemporarilyUnavailable("token response: expires_in out of range") from err
+    if not (math.isfinite(seconds) and 0 < seconds <= _MAX_LIFETIME):
+        raise TemporarilyUnavailable("token response: expires_in out of range")
+    return seconds
+
+
+def _jwt_exp(access_token: str) -> float | None:
+    """The ``exp`` of a JWT access token (unverified: only to know when to refresh)."""
+    parts = access_token.split(".")
+    if len(parts) != 3 or len(parts[1]) > 16_384:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    exp = payload.get("exp") if isinstance(payload, dict) else None
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        return None
+    try:
+        number = float(exp)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and 0 < number <= _MAX_NUMERIC_DATE else None
 
 
 async def token_request(

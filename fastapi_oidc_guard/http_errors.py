@@ -15,6 +15,7 @@ from .errors import (
     AccessDenied,
     CrossOriginRequest,
     InsufficientScope,
+    InsufficientUserAuthentication,
     InvalidRequest,
     InvalidToken,
     LoginRedirect,
@@ -41,6 +42,10 @@ _DESCRIPTIONS: dict[type[OIDCGuardError], tuple[int, str]] = {
         "offline_access scope at login, then log in again",
     ),
     LoginRequired: (401, "The session cannot provide this token; the user must log in again"),
+    InsufficientUserAuthentication: (
+        401,
+        "A more recent or stronger authentication is required for this request",
+    ),
     InsufficientScope: (403, "The token does not grant the permissions this route requires"),
     CrossOriginRequest: (
         403,
@@ -77,6 +82,15 @@ def error_response(err: OIDCGuardError) -> Response:
     elif isinstance(err, InsufficientScope):
         scope = " ".join(err.required)
         headers["WWW-Authenticate"] = f'Bearer error="insufficient_scope", scope="{scope}"'
+    elif isinstance(err, InsufficientUserAuthentication):
+        challenge = (
+            f'Bearer error="insufficient_user_authentication", error_description="{description}"'
+        )
+        if err.max_age is not None:
+            challenge += f", max_age={err.max_age}"
+        if err.acr_values:
+            challenge += f', acr_values="{err.acr_values}"'
+        headers["WWW-Authenticate"] = challenge
     elif isinstance(err, TemporarilyUnavailable):
         headers["Retry-After"] = str(err.retry_after)
     return JSONResponse(

@@ -113,8 +113,10 @@ class AccessToken(BaseModel):
 
     @property
     def authorization(self) -> str:
-        """The ``Authorization`` header value, e.g. ``Bearer eyJ...``."""
-        return f"{self.token_type} {self.token}"
+        """The ``Authorization`` header value, e.g. ``Bearer eyJ...`` (RFC 6750 spells the
+        scheme ``Bearer``, whatever casing the provider used in ``token_type``)."""
+        scheme = "Bearer" if self.token_type.lower() == "bearer" else self.token_type
+        return f"{scheme} {self.token}"
 
 
 class SessionData(BaseModel):
@@ -136,6 +138,8 @@ class SessionData(BaseModel):
     tokens: dict[str, TokenSet] = Field(default_factory=dict)
     created_at: float
     last_active: float
+    auth_time: float | None = None  # when the user authenticated (ID token), for step-up
+    acr: str | None = None  # how (ID token's acr)
 
     def expires_at(self, *, inactivity: float, absolute: float) -> float:
         """When the session ends if nothing touches it."""

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from . import flows
+from . import flows, step_up
 from ._pages import logout_confirmation
 from .csrf import same_origin_navigation, write_allowed
 from .errors import (
@@ -25,7 +25,8 @@ from .errors import (
     TokenRequestFailed,
 )
 from .http_errors import error_response
-from .models import SessionData
+from .login_params import login_ask
+from .models import SessionData, TokenSet
 from .pkce import code_challenge, random_token
 from .tokens import provider_refusal
 from .transactions import Transaction
@@ -115,15 +116,13 @@ def build_router(guard: OIDCGuard) -> APIRouter:
     async def login(request: Request) -> Response:
         params = request.query_params
         return_to = safe_return_to(params.get("returnTo"), default=cfg.default_return_to)
-        audience = params.get("audience") or cfg.audience
-        scope = params.get("scope") or cfg.scope
-        if "openid" not in scope.split() or len(scope) > _MAX_PARAM:
-            raise InvalidRequest("scope must include openid")
-        if audience is not None and len(audience) > _MAX_PARAM:
-            raise InvalidRequest("audience too long")
-        extra = {k: params[k] for k in cfg.login_params if k in params}
-        if any(len(v) > _MAX_PARAM or _has_control_chars(v) for v in extra.values()):
-            raise InvalidRequest("login parameter too long")
+        ask = login_ask(params, cfg)
+        audience, scope = ask.audience, ask.scope
+        extra = dict(ask.extra)
+        if ask.max_age is not None:
+            extra["max_age"] = str(ask.max_age)
+        if ask.acr_values is not None:
+            extra["acr_values"] = ask.acr_values
         if audience is None and not warned_no_audience:
             warned_no_audience.append(True)
             logger.warning(
@@ -134,6 +133,7 @@ def build_router(guard: OIDCGuard) -> APIRouter:
         txn = Transaction(
             state=random_token(), nonce=random_token(), code_verifier=random_token(48),
             return_to=return_to, audience=audience, scope=scope, created_at=cfg.clock(),
+            max_age=ask.max_age, acr_values=ask.acr_values,
         )  # fmt: skip
         url = flows.authorization_url(
             metadata, client_id=client_id, redirect_uri=redirect_uri, scope=scope,
@@ -147,6 +147,9 @@ def build_router(guard: OIDCGuard) -> APIRouter:
 
     @router.get("/callback")
     async def callback(request: Request) -> Response:
+        for name in ("state", "code", "iss", "error"):
+            if len(request.query_params.getlist(name)) > 1:
+                raise InvalidRequest(f"callback with {name!r} repeated")
         state = request.query_params.get("state")
         if not state or len(state) > _MAX_PARAM:
             raise InvalidRequest("callback without state")
@@ -193,13 +196,16 @@ def build_router(guard: OIDCGuard) -> APIRouter:
         if not isinstance(id_token, str):
             raise InvalidRequest("token response without id_token (is 'openid' in the scope?)")
         now = cfg.clock()
-        tokens = flows.token_set(document, now=now, audience=txn.audience, scope=txn.scope)
+        tokens = flows.token_set(document, now=now, audience=txn.audience, scope=None)
         try:
             claims = await guard.verifier.verify_id_token(
                 id_token, nonce=txn.nonce, access_token=tokens.access_token
             )
         except InvalidToken as err:
             raise InvalidRequest(f"ID token rejected: {err}") from err
+        auth_time = step_up.check_login(claims, max_age=txn.max_age, now=now, leeway=cfg.leeway)
+        if tokens.scope is None:  # never the scope the browser asked for
+            tokens = tokens.model_copy(update={"scope": await _granted_scope(tokens)})
         refresh_token = document.get("refresh_token")
         session = SessionData(
             id=random_token(),
@@ -211,11 +217,27 @@ def build_router(guard: OIDCGuard) -> APIRouter:
             tokens={guard.tokens.key(txn.audience, None): tokens},  # the default token
             created_at=now,
             last_active=now,
+            auth_time=auth_time,
+            acr=claims.get("acr") if isinstance(claims.get("acr"), str) else None,
         )
         guard.tokens.diagnose(tokens.access_token, expected_audience=txn.audience)
         await sessions.get(request.scope)  # a previous session ends: it is replaced
         sessions.start(request.scope, session)
         return RedirectResponse(txn.return_to, status_code=302)
+
+    async def _granted_scope(tokens: TokenSet) -> str:
+        """What was granted when the token response says nothing: the verified access token's
+        ``scope``/``scp``, else the configured scope (RFC 6749 5.1: unchanged from the request,
+        and the request is the app's, not the browser's)."""
+        if tokens.audience == cfg.audience and tokens.access_token.count(".") == 2:
+            try:
+                claims = await guard.verifier.verify_access_token(tokens.access_token)
+            except InvalidToken:
+                return cfg.scope
+            granted = step_up.claimed_scopes(claims)
+            if granted:
+                return granted
+        return cfg.scope
 
     @router.get("/logout")
     async def logout_page(request: Request) -> Response:

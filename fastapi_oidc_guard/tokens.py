@@ -85,6 +85,7 @@ class TokenService:
         self._machine_flights: dict[str, asyncio.Task[TokenSet]] = {}
         self._userinfo: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
         self._warned_opaque = False
+        self._warned_short = False
 
     def key(self, audience: str | None, scope: str | None) -> str:
         """Where a session keeps the tokens for ``audience``/``scope`` (default: login scope)."""
@@ -100,21 +101,38 @@ class TokenService:
         scope: str | None,
         min_ttl: float,
         persist: Persist,
+        force_refresh: bool = False,
     ) -> AccessToken:
-        """A token for ``audience``/``scope`` valid for at least ``min_ttl`` seconds.
+        """A token for ``audience``/``scope`` valid for more than ``min_ttl`` seconds.
+
+        Whatever the provider does with refresh tokens (rotating them, keeping them, returning
+        none), a token that expires within ``min_ttl`` is never handed out from the session or
+        from the memory of recent refreshes: it is refreshed. Only a token the provider has just
+        issued may live less than ``min_ttl`` (its lifetime is shorter: logged once), and an
+        already expired one is never handed out. ``force_refresh`` refreshes in any case.
 
         ``persist`` writes the updated session when a refresh happened; it raises
         ``SessionEnded`` when the session ended while the refresh was in flight (a logout is
         never undone by a refresh), and then no token is handed out.
         """
         key = self.key(audience, scope)
-        tokens = self._fresh(session.tokens.get(key), min_ttl)
+        tokens = None if force_refresh else self._fresh(session.tokens.get(key), min_ttl)
         if tokens is None:
-            session = await self._refresh(session, audience=audience, scope=scope)
+            session = await self._refresh(
+                session, audience=audience, scope=scope, min_ttl=min_ttl, force=force_refresh
+            )
             await persist(session)
             tokens = session.tokens.get(key)
             if tokens is None:
                 raise LoginRequired("refresh did not produce a token for this audience")
+            if self._fresh(tokens, 0.0) is None:
+                raise TemporarilyUnavailable("the provider issued an access token already expired")
+            if self._fresh(tokens, min_ttl) is None and not self._warned_short:
+                self._warned_short = True
+                logger.warning(
+                    "the provider's access tokens live less than min_ttl=%s s: a just-issued "
+                    "token is handed out anyway; lower min_ttl", min_ttl,
+                )  # fmt: skip
         return self._hand_out(tokens, expected_audience=audience)
 
     def _fresh(self, tokens: TokenSet | None, min_ttl: float) -> TokenSet | None:
@@ -133,30 +151,38 @@ class TokenService:
         )  # fmt: skip
 
     async def _refresh(
-        self, session: SessionData, *, audience: str | None, scope: str | None
+        self,
+        session: SessionData,
+        *,
+        audience: str | None,
+        scope: str | None,
+        min_ttl: float,
+        force: bool = False,
     ) -> SessionData:
         if not session.refresh_token:
             raise NoRefreshToken("expired access token and no refresh token in the session")
+        key = self.key(audience, scope)
         fingerprint = _fingerprint(session.refresh_token)
-        recent = self._recent.get(fingerprint)
+        recent = None if force else self._recent.get(fingerprint)
         if recent is not None and self._clock() - recent[0] < _REMEMBER_REFRESH:
             refreshed = recent[1]
-            if self.key(audience, scope) in refreshed.tokens:
-                return refreshed
-            session = refreshed  # same rotation, another audience: refresh again from here
-            fingerprint = _fingerprint(session.refresh_token or "")
+            if self._fresh(refreshed.tokens.get(key), min_ttl) is not None:
+                return refreshed  # a concurrent request's outcome, still fresh enough
+            if refreshed.refresh_token != session.refresh_token:
+                session = refreshed  # it rotated: continue from the newest refresh token
+                fingerprint = _fingerprint(session.refresh_token or "")
         flight = self._flights.get(fingerprint)
         if flight is None or flight.done():
-            flight = asyncio.ensure_future(self._do_refresh(session, audience, scope))
+            flight = asyncio.ensure_future(self._do_refresh(session, audience, scope, min_ttl))
             self._flights[fingerprint] = flight
             flight.add_done_callback(lambda _: self._flights.pop(fingerprint, None))
         refreshed = await asyncio.shield(flight)
-        if self.key(audience, scope) not in refreshed.tokens:
-            return await self._refresh(refreshed, audience=audience, scope=scope)
+        if key not in refreshed.tokens:  # the flight was for another audience: refresh again
+            return await self._refresh(refreshed, audience=audience, scope=scope, min_ttl=min_ttl)
         return refreshed
 
     async def _do_refresh(
-        self, session: SessionData, audience: str | None, scope: str | None
+        self, session: SessionData, audience: str | None, scope: str | None, min_ttl: float
     ) -> SessionData:
         """Refresh at the provider; with a shared backend, under a cross-process lock, after
         checking whether another process already spent this refresh token (lock, then reload)."""
@@ -168,7 +194,9 @@ class TokenService:
         wait = 2 * self._guard.config.http_timeout + 1
         async with backend.lock(name, ttl=wait + 5, wait=wait):
             done = await backend.shared(name)
-            if done is not None and done.sub == session.sub:
+            fresh = done is not None and self._fresh(done.tokens.get(self.key(audience, scope)),
+                                                     min_ttl)  # fmt: skip
+            if done is not None and fresh and done.sub == session.sub:
                 self._remember(_fingerprint(session.refresh_token), done, self._clock())
                 return done
             refreshed = await self._refresh_at_provider(session, audience, scope)

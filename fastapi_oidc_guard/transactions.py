@@ -32,6 +32,8 @@ class Transaction(BaseModel):
     audience: str | None = None
     scope: str
     created_at: float
+    max_age: int | None = None  # asked: the ID token must say auth_time within it
+    acr_values: str | None = None
 
 
 class TransactionStore:

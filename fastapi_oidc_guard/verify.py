@@ -95,6 +95,7 @@ def check_access_token_kind(
         )
 
 
+_MAX_NUMERIC_DATE = 253_402_300_799.0  # 9999-12-31T23:59:59Z
 _AT_HASH_DIGEST = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
 
 
@@ -129,6 +130,8 @@ def _number(claims: dict[str, Any], name: str, *, required: bool) -> float | Non
         raise ClaimError(name, "NumericDate out of range") from err
     if not math.isfinite(number):
         raise ClaimError(name, "NumericDate is not finite")
+    if not 0 <= number <= _MAX_NUMERIC_DATE:
+        raise ClaimError(name, "NumericDate outside 1970-9999")
     return number
 
 

@@ -204,7 +204,7 @@ def test_auth_state_with_provider_down(guard: OIDCGuard, issuer: FakeIssuer) -> 
 def test_session_users_get_scopes_from_their_access_token(
     issuer: FakeIssuer, clock: FakeClock
 ) -> None:
-    guard = web_guard(issuer, clock)
+    guard = web_guard(issuer, clock, login_params=("scope",), login_scopes=("read",))
     with TestClient(authz_app(guard), base_url=BASE_URL) as client:
         login(client, issuer, scope="openid profile read")
         state = client.get("/state").json()

@@ -8,16 +8,16 @@ import fastapi_oidc_guard.testing
 EXPECTED = [
     "AccessDenied", "AccessToken", "AuthState", "ClaimError", "ConfigurationError",
     "CookieSessionBackend", "CrossOriginRequest", "DiscoveryError", "ExpiredToken", "GuardConfig",
-    "InsufficientScope", "InvalidAudience", "InvalidRequest", "InvalidSignature", "InvalidToken",
-    "InvalidUserClaims", "KeyNotFound", "KeySet", "KeySetUnavailable", "LoginRedirect",
-    "LoginRequired", "MalformedToken", "MemorySessionBackend", "NoRefreshToken",
-    "NotAuthenticated", "OIDCGuard", "OIDCGuardError", "ProviderMetadata", "RemoteKeySet",
-    "SessionBackend", "SessionData", "SessionEnded", "SessionTooLarge", "StaticKeySet",
-    "TemporarilyUnavailable", "TokenRequestFailed", "TokenSet", "TokenVerifier", "TrustedIssuer",
-    "UnsupportedAlgorithm", "UnusableKey", "User", "WrongTokenType", "access_token", "auth_state",
-    "client_credentials_token", "get_guard", "optional_user", "require_page_user",
-    "require_permissions", "require_roles", "require_rule", "require_scopes", "require_user",
-    "roles_of", "userinfo",
+    "InsufficientScope", "InsufficientUserAuthentication", "InvalidAudience", "InvalidRequest",
+    "InvalidSignature", "InvalidToken", "InvalidUserClaims", "KeyNotFound", "KeySet",
+    "KeySetUnavailable", "LoginRedirect", "LoginRequired", "MalformedToken",
+    "MemorySessionBackend", "NoRefreshToken", "NotAuthenticated", "OIDCGuard", "OIDCGuardError",
+    "ProviderMetadata", "RemoteKeySet", "SessionBackend", "SessionData", "SessionEnded",
+    "SessionTooLarge", "StaticKeySet", "TemporarilyUnavailable", "TokenRequestFailed", "TokenSet",
+    "TokenVerifier", "TrustedIssuer", "UnsupportedAlgorithm", "UnusableKey", "User",
+    "WrongTokenType", "access_token", "auth_state", "client_credentials_token", "get_guard",
+    "optional_user", "require_page_user", "require_permissions", "require_roles", "require_rule",
+    "require_scopes", "require_step_up", "require_user", "roles_of", "userinfo",
 ]  # fmt: skip
 
 

@@ -688,6 +688,9 @@ KIND_CASES: list[Any] = [
     pytest.param(at_jwt_carrying_nonce, None, id="accept-at+jwt-wins-over-nonce"),
     pytest.param(lemonldap_access_token, None, id="accept-lemonldap"),
     pytest.param(token_with_scope_array, None, id="accept-scope-array"),
+    pytest.param(lambda i: i.mint(exp=10**15), ClaimError, id="reject-exp-year-31-million"),
+    pytest.param(lambda i: i.mint(iat=-1), ClaimError, id="reject-iat-negative"),
+    pytest.param(lambda i: i.mint(nbf=-5.5), ClaimError, id="reject-nbf-negative"),
 ]  # fmt: skip
 
 

@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import secrets
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -94,6 +94,12 @@ class AuthorizationServer:
         self.ended_sessions: list[str] = []
         self.grants: Counter[str] = Counter()
         self.fail_next_token: tuple[int, dict[str, Any]] | None = None
+        #: False: refresh tokens are not rotated (Glewlwyd's and LemonLDAP::NG's default): the
+        #: refresh response has no new refresh token and the old one stays valid.
+        self.rotate_refresh_tokens = True
+        #: Rewrites successful token responses: ``shape(grant_type, body) -> body``, to script
+        #: what real providers send (no ``scope``, huge ``expires_in``, lower-case bearer...).
+        self.shape: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None
 
     # -- authorize ----------------------------------------------------------------------------
 
@@ -171,15 +177,19 @@ class AuthorizationServer:
         if not self._client_ok(form, authorization):
             return 401, {"error": "invalid_client"}
         if grant_type == "authorization_code":
-            return self._code_grant(form)
-        if grant_type == "refresh_token":
-            return self._refresh_grant(form)
-        if grant_type == "client_credentials":
+            status, body = self._code_grant(form)
+        elif grant_type == "refresh_token":
+            status, body = self._refresh_grant(form)
+        elif grant_type == "client_credentials":
             client = {"sub": self.issuer.client_id}
             grant = Grant(user=client, scope=form.get("scope", ""), sid="",
                           audience=form.get("resource") or form.get("audience"))  # fmt: skip
-            return 200, self._tokens(grant, id_token=False)
-        return 400, {"error": "unsupported_grant_type"}
+            status, body = 200, self._tokens(grant, id_token=False)
+        else:
+            return 400, {"error": "unsupported_grant_type"}
+        if status == 200 and self.shape is not None:
+            body = self.shape(grant_type, body)
+        return status, body
 
     def _code_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         code = form.get("code", "")
@@ -200,7 +210,8 @@ class AuthorizationServer:
 
     def _refresh_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         token = form.get("refresh_token", "")
-        grant = self.refresh.pop(token, None)
+        grant = self.refresh.get(token) if not self.rotate_refresh_tokens else None
+        grant = grant or self.refresh.pop(token, None)
         if grant is None:
             reused = self.used_refresh.get(token)
             if reused is not None:  # reuse detection: the whole grant dies
@@ -208,18 +219,20 @@ class AuthorizationServer:
             return 400, {"error": "invalid_grant"}
         if grant.revoked:
             return 400, {"error": "invalid_grant"}
-        self.used_refresh[token] = grant
+        if self.rotate_refresh_tokens:
+            self.used_refresh[token] = grant
         audience = form.get("resource") or form.get("audience") or grant.audience
         scope = form.get("scope") or grant.scope
         refreshed = Grant(
             user=grant.user, scope=scope, audience=audience, sid=grant.sid,
             auth_time=grant.auth_time, refresh_tokens=grant.refresh_tokens,
         )  # fmt: skip
-        body = self._tokens(refreshed, id_token=True, family=grant)
+        body = self._tokens(refreshed, id_token=True, family=grant,
+                            new_refresh=self.rotate_refresh_tokens)  # fmt: skip
         return 200, body
 
     def _tokens(
-        self, grant: Grant, *, id_token: bool, family: Grant | None = None
+        self, grant: Grant, *, id_token: bool, family: Grant | None = None, new_refresh: bool = True
     ) -> dict[str, Any]:
         issuer, now = self.issuer, int(self.issuer.clock())
         user = grant.user
@@ -238,7 +251,7 @@ class AuthorizationServer:
         }
         if id_token:
             body["id_token"] = self._id_token(grant, access, now)
-        if self.issue_refresh_tokens and "offline_access" in grant.scope.split():
+        if new_refresh and self.issue_refresh_tokens and "offline_access" in grant.scope.split():
             refresh = secrets.token_urlsafe(32)
             target = family or grant
             self.refresh[refresh] = target

@@ -146,10 +146,14 @@ def test_provider_down_during_refresh_is_503_and_keeps_the_session(
     assert client.get("/api/token").status_code == 200  # provider back: refresh works
 
 
-def test_no_refresh_token_says_how_to_fix_it(
-    client: TestClient, issuer: FakeIssuer, clock: FakeClock
-) -> None:
-    login(client, issuer, scope="openid profile email")  # no offline_access
+def test_no_refresh_token_says_how_to_fix_it(issuer: FakeIssuer, clock: FakeClock) -> None:
+    guard = web_guard(issuer, clock, scope="openid profile email")  # no offline_access
+    with TestClient(web_app(guard), base_url=BASE_URL) as client:
+        _no_refresh_token(client, issuer, clock)
+
+
+def _no_refresh_token(client: TestClient, issuer: FakeIssuer, clock: FakeClock) -> None:
+    login(client, issuer)
     assert client.get("/api/token").status_code == 200  # the login's token, still valid
     clock.advance(3600)
     response = client.get("/api/token")

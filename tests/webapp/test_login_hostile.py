@@ -9,9 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fastapi_oidc_guard.routes import safe_return_to
-from fastapi_oidc_guard.testing import FakeIssuer, login
+from fastapi_oidc_guard.testing import FakeClock, FakeIssuer, login
+from fastapi_oidc_guard.testing.issuer import DEFAULT_AUDIENCE as AUDIENCE
 
-from ..web import BASE_URL
+from ..web import BASE_URL, web_app, web_guard
 
 
 def authorize(client: TestClient, issuer: FakeIssuer, **login_params: str) -> str:
@@ -168,11 +169,39 @@ def test_return_to_attacks_through_the_flow(
     [
         pytest.param({"scope": "profile email"}, id="scope-without-openid"),
         pytest.param({"scope": "openid " + "x" * 600}, id="scope-too-long"),
+        pytest.param({"scope": "openid profile admin"}, id="scope-not-allowed"),
+        pytest.param({"audience": "https://evil.example.test"}, id="audience-not-allowed"),
         pytest.param({"login_hint": "a\r\nb"}, id="control-chars"),
         pytest.param({"prompt": "x" * 600}, id="param-too-long"),
+        pytest.param({"max_age": "60s"}, id="max_age-not-a-number"),
+        pytest.param({"max_age": "9" * 12}, id="max_age-huge"),
+        pytest.param({"acr_values": "a  b"}, id="acr_values-empty-token"),
     ],
 )
-def test_bad_login_parameters_are_400(client: TestClient, params: dict[str, str]) -> None:
-    response = client.get("/auth/login", params=params, follow_redirects=False)
+def test_bad_login_parameters_are_400(
+    issuer: FakeIssuer, clock: FakeClock, params: dict[str, str]
+) -> None:
+    guard = web_guard(issuer, clock, login_params=("scope", "audience", "prompt", "login_hint",
+                                                   "max_age", "acr_values"))  # fmt: skip
+    with TestClient(web_app(guard), base_url=BASE_URL) as client:
+        response = client.get("/auth/login", params=params, follow_redirects=False)
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"scope": "openid profile admin"}, {"audience": "https://evil.example.test"},
+     {"organization": "org_evil"}, {"client_id": "evil"}, {"redirect_uri": "https://evil"}],
+)  # fmt: skip
+def test_parameters_the_app_did_not_allow_are_dropped(
+    client: TestClient, params: dict[str, str]
+) -> None:
+    """Attack (issue #11, case 2): the browser widens what the login asks for."""
+    start = client.get("/auth/login", params=params, follow_redirects=False)
+    assert start.status_code == 302
+    query = parse_qs(urlsplit(start.headers["location"]).query)
+    assert query["scope"] == ["openid profile email offline_access"]
+    assert query.get("audience") == [AUDIENCE] and "organization" not in query
+    assert query["client_id"] == ["test-client"]
+    assert query["redirect_uri"] == [f"{BASE_URL}/auth/callback"]
