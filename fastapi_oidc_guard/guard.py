@@ -308,6 +308,7 @@ class OIDCGuard:
         audience: str | None,
         scope: str | None,
         min_ttl: float = 60.0,
+        force_refresh: bool = False,
     ) -> AccessToken:
         """A fresh access token of the request's session for ``audience`` (refreshed if it
         expires within ``min_ttl`` seconds). No session: 401; refresh impossible: 401
@@ -318,7 +319,7 @@ class OIDCGuard:
         async with self._ending_on_refusal(request):
             return await self.tokens.for_session(
                 session, audience=audience, scope=scope, min_ttl=min_ttl,
-                persist=self._persister(request),
+                persist=self._persister(request), force_refresh=force_refresh,
             )  # fmt: skip
 
     async def userinfo_for(self, request: Request) -> dict[str, Any]:

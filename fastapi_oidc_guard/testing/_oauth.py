@@ -100,6 +100,10 @@ class AuthorizationServer:
         #: Rewrites successful token responses: ``shape(grant_type, body) -> body``, to script
         #: what real providers send (no ``scope``, huge ``expires_in``, lower-case bearer...).
         self.shape: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None
+        #: Scopes this provider grants (None: whatever is asked); ID-token claim overrides
+        #: (``None`` removes one, e.g. ``{"auth_time": None}``), applied to every ID token.
+        self.grantable_scopes: set[str] | None = None
+        self.id_token_claims: dict[str, Any] = {}
 
     # -- authorize ----------------------------------------------------------------------------
 
@@ -144,6 +148,8 @@ class AuthorizationServer:
         if params.get("code_challenge_method") != "S256" or not params.get("code_challenge"):
             return back(error="invalid_request", error_description="PKCE S256 is required")
         code = secrets.token_urlsafe(24)
+        if self.grantable_scopes is not None:
+            scope = " ".join(s for s in scope.split() if s in self.grantable_scopes)
         self.codes[code] = Grant(
             user=dict(user or self.next_user), scope=scope,
             audience=params.get("resource") or params.get("audience"),
@@ -273,6 +279,8 @@ class AuthorizationServer:
         )  # fmt: skip
         if grant.nonce is not None:
             claims["nonce"] = grant.nonce
+        claims.update(self.id_token_claims)
+        claims = {k: v for k, v in claims.items() if v is not None}
         return self.issuer.sign(claims, header={"typ": "JWT"})
 
     # -- userinfo, end session, revocation ----------------------------------------------------

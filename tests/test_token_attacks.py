@@ -1,0 +1,282 @@
+"""Attacks on the token rules (issue #11, cases 1-7), each against a real app and the fake issuer
+scripted to answer as real providers do (no ``scope``, no nonce at refresh, huge numbers, old
+``auth_time``, lower-case ``bearer``, refresh tokens that are not rotated)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import Depends, Request
+from fastapi.testclient import TestClient
+
+from fastapi_oidc_guard import AccessToken, User, access_token, require_step_up, require_user
+from fastapi_oidc_guard.testing import FakeClock, FakeIssuer, login
+
+from .web import BASE_URL, web_app, web_guard
+
+
+def step_up_app(guard: Any) -> Any:
+    app = web_app(guard)
+
+    @app.get("/api/transfer")
+    async def transfer(user: User = Depends(require_step_up(max_age=300))) -> dict[str, str]:
+        return {"ok": user.sub}
+
+    @app.get("/api/gold")
+    async def gold(user: User = Depends(require_step_up(acr="gold"))) -> dict[str, str]:
+        return {"ok": user.sub}
+
+    short = access_token(min_ttl=120)
+
+    @app.get("/api/short")
+    async def short_token(tok: AccessToken = Depends(short)) -> dict[str, Any]:
+        return {"token": tok.token, "expires_at": tok.expires_at}
+
+    return app
+
+
+@pytest.fixture
+def client(issuer: FakeIssuer, clock: FakeClock) -> Iterator[TestClient]:
+    with TestClient(step_up_app(web_guard(issuer, clock)), base_url=BASE_URL) as test_client:
+        yield test_client
+
+
+# -- 1. an ID token is never a bearer token ----------------------------------------------------
+
+
+def test_an_id_token_from_a_refresh_is_refused_as_a_bearer_token(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    """One registration (API audience = client id, as on Entra ID or Google): the ID token of a
+    refresh response (no nonce, no at_hash) used to be accepted by require_user."""
+    guard = web_guard(issuer, clock, audience=issuer.client_id)
+    captured: list[str] = []
+
+    def keep(grant_type: str, body: dict[str, Any]) -> dict[str, Any]:
+        if grant_type == "refresh_token":
+            captured.append(body["id_token"])
+        return body
+
+    issuer.oauth.shape = keep
+    with TestClient(web_app(guard), base_url=BASE_URL) as browser:
+        login(browser, issuer)
+        issuer.oauth.id_token_claims = {"at_hash": None}  # refresh ID tokens: no nonce either
+        clock.advance(3600)
+        assert browser.get("/api/token").status_code == 200  # refreshed: an ID token came too
+        (id_token,) = captured
+        bearer = {"Authorization": f"Bearer {id_token}"}
+        browser.cookies.clear()
+        refused = browser.get("/api/protected", headers=bearer)
+        assert refused.status_code == 401
+        assert refused.json()["error"] == "invalid_token"
+
+
+# -- 2. scopes never from the browser ---------------------------------------------------------
+
+
+def test_scopes_asked_by_the_browser_are_not_the_session_s(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    """The provider grants `openid profile` and leaves `scope` out of its token response
+    (RFC 6749 allows it; Cognito does); the session used to get the *asked* `admin`."""
+    issuer.oauth.grantable_scopes = {"openid", "profile", "email", "offline_access"}
+    issuer.oauth.shape = lambda _, body: {k: v for k, v in body.items() if k != "scope"}
+    guard = web_guard(issuer, clock, login_params=("scope",), login_scopes=("admin",))
+    app = web_app(guard)
+
+    @app.get("/admin")
+    async def admin(user: User = Depends(require_user)) -> dict[str, Any]:
+        return {"scopes": sorted(user.scopes)}
+
+    with TestClient(app, base_url=BASE_URL) as browser:
+        login(browser, issuer, scope="openid profile admin")
+        scopes = browser.get("/admin").json()["scopes"]
+        assert "admin" not in scopes
+        assert "profile" in scopes  # read from the verified access token
+
+
+def test_without_a_scope_anywhere_the_configured_scope_is_the_session_s(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    guard = web_guard(issuer, clock, audience="https://another-api.example.test")
+    issuer.oauth.shape = lambda _, body: {k: v for k, v in body.items() if k != "scope"}
+    with TestClient(web_app(guard), base_url=BASE_URL) as browser:
+        login(browser, issuer, scope="openid admin")  # dropped: not in login_params
+        session = browser.get("/auth/profile").json()
+        assert "admin" not in session.get("scope", "")
+
+
+# -- 3. max_age and acr enforced (step-up) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("auth_time", "ok"),
+    [(-3600, False), (None, False), (-10, True), ("yesterday", False), (10**400, False)],
+    ids=["an-hour-old", "absent", "fresh", "not-a-number", "huge"],
+)
+def test_max_age_is_enforced_at_the_callback(
+    client: TestClient, issuer: FakeIssuer, clock: FakeClock, auth_time: Any, ok: bool
+) -> None:
+    """`/auth/login?max_age=60` used to sign in with an ID token an hour old, or without
+    `auth_time` (OIDC Core 3.1.2.1 makes it required, 3.1.3.7 says to check it)."""
+    value = auth_time
+    if isinstance(auth_time, int) and auth_time < 10**10:
+        value = int(clock()) + auth_time
+    issuer.oauth.id_token_claims = {"auth_time": value}
+    callback = login(client, issuer, max_age="60")
+    assert callback.status_code == (302 if ok else 400)
+    assert any("_txn_" in c and "Max-Age=0" in c for c in callback.headers.get_list("set-cookie"))
+    assert (client.get("/api/protected").status_code == 200) is ok
+
+
+def test_step_up_api_challenge_then_page_redirect_and_back(
+    client: TestClient, issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    login(client, issuer)
+    assert client.get("/api/transfer").json() == {"ok": "user-1"}
+    clock.advance(301 + 30)  # past max_age and the leeway
+    challenge = client.get("/api/transfer")
+    assert challenge.status_code == 401
+    assert challenge.json()["error"] == "insufficient_user_authentication"
+    header = challenge.headers["WWW-Authenticate"]
+    assert header.startswith('Bearer error="insufficient_user_authentication", error_description=')
+    assert header.endswith(", max_age=300")
+    page = client.get("/api/transfer?x=1", headers={"Accept": "text/html"}, follow_redirects=False)
+    assert page.status_code == 302
+    assert page.headers["location"] == "/auth/login?returnTo=%2Fapi%2Ftransfer%3Fx%3D1&max_age=300"
+    start = client.get(page.headers["location"], follow_redirects=False)
+    assert "max_age=300" in start.headers["location"]
+    back = client.get(issuer.authorize(start.headers["location"]), follow_redirects=False)
+    assert back.headers["location"] == "/api/transfer?x=1"
+    assert client.get("/api/transfer").json() == {"ok": "user-1"}
+
+
+def test_step_up_acr_for_sessions_and_bearer_tokens(client: TestClient, issuer: FakeIssuer) -> None:
+    issuer.oauth.id_token_claims = {"acr": "silver"}
+    login(client, issuer)
+    refused = client.get("/api/gold")
+    assert refused.status_code == 401
+    assert 'acr_values="gold"' in refused.headers["WWW-Authenticate"]
+    client.cookies.clear()
+    gold = {"Authorization": f"Bearer {issuer.mint(acr='gold', auth_time=int(issuer.clock()))}"}
+    assert client.get("/api/gold", headers=gold).status_code == 200
+    silver = {"Authorization": f"Bearer {issuer.mint(acr='silver')}"}
+    assert client.get("/api/gold", headers=silver).status_code == 401
+    no_auth_time = {"Authorization": f"Bearer {issuer.mint()}"}
+    assert client.get("/api/transfer", headers=no_auth_time).status_code == 401
+
+
+def test_step_up_without_any_credential_is_401_for_apis_and_login_for_pages(
+    client: TestClient,
+) -> None:
+    assert client.get("/api/transfer").json()["error"] == "not_authenticated"
+    page = client.get("/api/transfer", headers={"Accept": "text/html"}, follow_redirects=False)
+    assert page.headers["location"].startswith("/auth/login?returnTo=%2Fapi%2Ftransfer")
+
+
+def test_require_step_up_is_memoised_and_overridable() -> None:
+    assert require_step_up(max_age=300) is require_step_up(max_age=300)
+    assert require_step_up(acr="a b") is require_step_up(acr=["a", "b"])
+    with pytest.raises(ValueError, match="needs max_age"):
+        require_step_up()
+
+
+# -- 4. always-fresh access tokens -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rotate", [True, False], ids=["rotating", "not-rotating"])
+def test_access_token_is_never_handed_out_expiring_within_min_ttl(
+    client: TestClient, issuer: FakeIssuer, clock: FakeClock, rotate: bool
+) -> None:
+    """Glewlwyd does not rotate refresh tokens: for 60 s after a refresh the remembered token
+    used to be handed out unchecked, even past its `exp`."""
+    issuer.oauth.rotate_refresh_tokens = rotate
+    issuer.oauth.access_token_ttl = 150
+    login(client, issuer)
+    seen = set()
+    for _ in range(6):
+        clock.advance(40)
+        answer = client.get("/api/short").json()
+        assert answer["expires_at"] - clock() > 120, "a token expiring within min_ttl"
+        seen.add(answer["token"])
+    assert len(seen) >= 3  # refreshed as often as needed
+
+
+def test_force_refresh(issuer: FakeIssuer, clock: FakeClock) -> None:
+    guard = web_guard(issuer, clock)
+    app = web_app(guard)
+
+    @app.get("/api/force")
+    async def force(request: Request) -> dict[str, str]:
+        token = await guard.access_token_for(request, audience=guard.config.audience, scope=None,
+                                             force_refresh=True)  # fmt: skip
+        return {"token": token.token}
+
+    with TestClient(app, base_url=BASE_URL) as browser:
+        login(browser, issuer)
+        first = browser.get("/api/token").json()["token"]
+        refreshes = issuer.oauth.grants["refresh_token"]
+        clock.advance(1)  # a new iat: a new token
+        assert browser.get("/api/force").json()["token"] != first
+        assert issuer.oauth.grants["refresh_token"] == refreshes + 1
+
+
+# -- 5. outgoing requests say Bearer ---------------------------------------------------------
+
+
+def test_lower_case_bearer_from_the_provider_goes_out_as_bearer(
+    client: TestClient, issuer: FakeIssuer
+) -> None:
+    issuer.oauth.shape = lambda _, body: {**body, "token_type": "bearer"}
+    login(client, issuer)
+    assert client.get("/api/userinfo").status_code == 200  # the fake refuses "bearer ..."
+
+
+# -- 6. bounded numbers ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("expires_in", [10**400, 1e308 * 10, -5, 0, True, "soon", 10**12], ids=str)
+def test_a_hostile_expires_in_is_a_clean_503_at_the_callback(
+    client: TestClient, issuer: FakeIssuer, expires_in: Any
+) -> None:
+    issuer.oauth.shape = lambda _, body: {**body, "expires_in": expires_in}
+    callback = login(client, issuer)
+    assert callback.status_code == 503
+    assert callback.json()["error"] == "temporarily_unavailable"
+    assert any("_txn_" in c and "Max-Age=0" in c for c in callback.headers.get_list("set-cookie"))
+    assert client.get("/api/protected").status_code == 401
+
+
+def test_a_hostile_expires_in_at_refresh_is_503_and_keeps_the_session(
+    client: TestClient, issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    issuer.oauth.rotate_refresh_tokens = False  # else the refused answer spent the token
+    login(client, issuer)
+    clock.advance(3600)
+    issuer.oauth.shape = lambda _, body: {**body, "expires_in": 10**400}
+    assert client.get("/api/token").status_code == 503
+    issuer.oauth.shape = None
+    assert client.get("/api/token").status_code == 200
+
+
+def test_a_digit_string_expires_in_is_read(client: TestClient, issuer: FakeIssuer) -> None:
+    issuer.oauth.shape = lambda _, body: {**body, "expires_in": "3600"}
+    assert login(client, issuer).status_code == 302
+    assert client.get("/api/token").status_code == 200
+
+
+# -- 7. parsing --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["state", "code", "iss", "error"])
+def test_a_callback_with_a_repeated_parameter_is_400(
+    client: TestClient, issuer: FakeIssuer, name: str
+) -> None:
+    start = client.get("/auth/login", follow_redirects=False)
+    callback = issuer.authorize(start.headers["location"])
+    value = {"state": "x", "code": "y", "iss": issuer.issuer, "error": "access_denied"}[name]
+    response = client.get(f"{callback}&{name}={value}", follow_redirects=False)
+    assert response.status_code == 400
+    assert client.get("/api/protected").status_code == 401
