@@ -42,7 +42,7 @@ _LOOPBACK_NAMES = {"localhost"}
 _DURATIONS = (
     "leeway", "http_timeout", "jwks_max_age", "jwks_min_max_age", "jwks_max_max_age",
     "jwks_cooldown", "jwks_stale_limit", "discovery_max_age", "session_inactivity",
-    "session_absolute", "session_touch_interval",
+    "session_absolute", "session_touch_interval", "resolver_budget_interval",
 )  # fmt: skip
 
 
@@ -123,6 +123,8 @@ class GuardConfig:
     max_token_bytes: int = 8 * 1024
     max_id_token_bytes: int = 16 * 1024
     token_cache_size: int = 1024
+    resolver_fetch_budget: int = 10  # fetches for issuers not yet verified, per interval
+    resolver_budget_interval: float = 30.0
     require_at_jwt: bool = False  # RFC 9068 strict: bearer tokens must say typ: at+jwt
     # Browser login and sessions
     routes_prefix: str = "/auth"
@@ -301,6 +303,8 @@ class GuardConfig:
             raise ConfigurationError("jwks_stale_limit must be >= jwks_max_age")
         if self.max_token_bytes < 512 or self.max_id_token_bytes < 512:
             raise ConfigurationError("token size limits must be at least 512 bytes")
+        if self.resolver_fetch_budget < 0 or self.resolver_budget_interval <= 0:
+            raise ConfigurationError("resolver_fetch_budget >= 0 and resolver_budget_interval > 0")
         if self.token_cache_size < 0:
             raise ConfigurationError("token_cache_size must be >= 0 (0 disables the cache)")
 

@@ -371,8 +371,7 @@ class OIDCGuard:
         The validated model is cached with the verified token; each request gets its own
         shallow copy, so a route that changes its user changes nobody else's.
         """
-        verifier = await self.issuers.for_token(token)
-        user = await verifier.access_principal(token, self.user_from_claims)
+        user = await self.issuers.principal(token, self.user_from_claims)
         return user.model_copy()
 
     def user_from_claims(self, claims: dict[str, Any]) -> User:

@@ -4,6 +4,13 @@ others, or a resolver callback for multi-tenant apps.
 Each issuer has its own discovery document, JWKS cache and audience, so key ids are never shared
 across issuers. The token's ``iss`` is read from its (unverified) payload only to pick the
 issuer; a token whose ``iss`` is not allowed is refused before any network request.
+
+Resolver probation: an issuer the resolver approves is a *newcomer* until a token from it has
+verified; only then does it join the cache of verified tenants (bounded LRU). Newcomers live in
+a small separate cache and share a fetch budget (``resolver_fetch_budget`` discovery + JWKS
+fetches per ``resolver_budget_interval`` seconds; a newcomer costs two), so tokens naming
+thousands of junk tenants can neither evict a verified tenant nor drive unbounded outbound
+requests: past the budget a newcomer's token is ``503 temporarily_unavailable``.
 """
 
 from __future__ import annotations
@@ -11,12 +18,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import httpx
 
 from .config import GuardConfig, require_safe_url
 from .discovery import DiscoveryCache
-from .errors import ClaimError
+from .errors import ClaimError, TemporarilyUnavailable
 from .jose import parse_compact
 from .jwks import RemoteKeySet
 from .verify import TokenVerifier
@@ -24,6 +32,9 @@ from .verify import TokenVerifier
 __all__ = ["IssuerStack", "IssuerVerifiers", "TrustedIssuer", "build_issuer_stack"]
 
 _MAX_RESOLVED = 256
+_MAX_NEWCOMERS = 16
+_FETCHES_PER_NEWCOMER = 2  # discovery + JWKS
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -98,29 +109,66 @@ class IssuerVerifiers:
             self.stacks[item.issuer] = build_issuer_stack(
                 cfg, issuer=item.issuer, audience=item.audience, client=client
             )
-        self._resolved: OrderedDict[str, IssuerStack] = OrderedDict()
+        self._resolved: OrderedDict[str, IssuerStack] = OrderedDict()  # verified tenants
+        self._newcomers: OrderedDict[str, IssuerStack] = OrderedDict()  # on probation
+        self._budget_start, self._budget_used = float("-inf"), 0
         self.single = len(self.stacks) == 1 and resolver is None
 
+    async def principal(self, token: str, build: Callable[[dict[str, Any]], T]) -> T:
+        """``build(claims)`` for a valid bearer token of any accepted issuer; a newcomer
+        approved by the resolver joins the verified tenants once its token verified."""
+        if self.single:
+            return await self.primary.verifier.access_principal(token, build)
+        iss, stack = await self._stack_for(token)
+        result = await stack.verifier.access_principal(token, build)
+        if self._newcomers.pop(iss, None) is not None:
+            self._resolved[iss] = stack
+            while len(self._resolved) > _MAX_RESOLVED:
+                self._retire(self._resolved.popitem(last=False)[1])
+        elif iss in self._resolved:
+            self._resolved.move_to_end(iss)
+        return result
+
     async def for_token(self, token: str) -> TokenVerifier:
+        """The verifier for the token's issuer (a newcomer stays on probation)."""
         if self.single:
             return self.primary.verifier
+        return (await self._stack_for(token))[1].verifier
+
+    async def _stack_for(self, token: str) -> tuple[str, IssuerStack]:
         claims = parse_compact(token, max_bytes=self._cfg.max_token_bytes).claims
         iss = claims.get("iss")
         if not isinstance(iss, str):
             raise ClaimError("iss", "missing")
-        stack = self.stacks.get(iss) or self._resolved.get(iss)
+        stack = self.stacks.get(iss) or self._resolved.get(iss) or self._newcomers.get(iss)
         if stack is None and self._resolver is not None:
             trusted = await self._resolver(iss)
             if trusted is not None and trusted.issuer == iss:
+                self._spend_budget(iss)
                 stack = build_issuer_stack(
                     self._cfg, issuer=iss, audience=trusted.audience, client=self._client
                 )
-                self._resolved[iss] = stack
-                while len(self._resolved) > _MAX_RESOLVED:
-                    self._resolved.popitem(last=False)
+                self._newcomers[iss] = stack
+                while len(self._newcomers) > _MAX_NEWCOMERS:
+                    self._retire(self._newcomers.popitem(last=False)[1])
         if stack is None:
             raise ClaimError("iss", f"issuer {iss!r} is not trusted")
-        return stack.verifier
+        return iss, stack
+
+    def _spend_budget(self, iss: str) -> None:
+        now = self._cfg.clock()
+        if now - self._budget_start >= self._cfg.resolver_budget_interval:
+            self._budget_start, self._budget_used = now, 0
+        if self._budget_used + _FETCHES_PER_NEWCOMER > self._cfg.resolver_fetch_budget:
+            raise TemporarilyUnavailable(
+                f"new issuer {iss!r}: the fetch budget for issuers not yet verified is spent"
+            )
+        self._budget_used += _FETCHES_PER_NEWCOMER
+
+    def _retire(self, stack: IssuerStack) -> None:
+        """Stop an evicted stack's background refreshes (closed again at shutdown: harmless)."""
+        stack.keys.close()
+        stack.discovery.close()
 
     def all_stacks(self) -> list[IssuerStack]:
-        return [*self.stacks.values(), *self._resolved.values()]
+        return [*self.stacks.values(), *self._resolved.values(), *self._newcomers.values()]

@@ -280,3 +280,57 @@ def test_a_callback_with_a_repeated_parameter_is_400(
     response = client.get(f"{callback}&{name}={value}", follow_redirects=False)
     assert response.status_code == 400
     assert client.get("/api/protected").status_code == 401
+
+
+# -- 8. junk tenants neither evict verified ones nor drive unbounded fetches -----------------
+
+
+def test_junk_tenants_cost_at_most_the_fetch_budget_and_evict_nobody(clock: FakeClock) -> None:
+    from fastapi_oidc_guard import OIDCGuard, TrustedIssuer
+    from fastapi_oidc_guard.testing.issuer import combined_transport
+
+    home = FakeIssuer(clock=clock)
+    tenant = FakeIssuer("https://tenant-good.example.test", clock=clock)
+
+    async def resolve(iss: str) -> TrustedIssuer | None:
+        if iss.startswith("https://tenant-") and iss.endswith(".example.test"):
+            return TrustedIssuer(iss, tenant.audience)
+        return None
+
+    guard = OIDCGuard(
+        issuer=home.issuer, audience=home.audience, clock=clock, issuer_resolver=resolve,
+        transport=combined_transport(home, tenant),
+    )  # fmt: skip
+    app = web_app_for_bearer(guard)
+    with TestClient(app) as client:
+
+        def call(token: str) -> int:
+            return client.get("/who", headers={"Authorization": f"Bearer {token}"}).status_code
+
+        assert call(tenant.mint(sub="t1")) == 200  # verified: joins the verified tenants
+        tenant_fetches = sum(tenant.requests.values())
+        statuses = set()
+        junk = FakeIssuer("https://tenant-junk.example.test", clock=clock)  # unpublished keys
+        for n in range(300):  # bad signatures, a new tenant each time
+            statuses.add(call(junk.mint(iss=f"https://tenant-junk{n}.example.test")))
+        assert statuses <= {401, 503}
+        outbound = home.requests["unrouted"]
+        assert outbound <= guard.config.resolver_fetch_budget, outbound  # not 600
+        assert call(tenant.mint(sub="t2")) == 200
+        assert sum(tenant.requests.values()) == tenant_fetches  # kept its keys: no refetch
+        clock.advance(guard.config.resolver_budget_interval)
+        assert call(junk.mint(iss="https://tenant-junk-late.example.test")) in (401, 503)
+        assert home.requests["unrouted"] > outbound  # the budget renews per interval
+
+
+def web_app_for_bearer(guard: Any) -> Any:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    guard.install(app)
+
+    @app.get("/who")
+    async def who(user: User = Depends(require_user)) -> dict[str, str]:
+        return {"sub": user.sub}
+
+    return app
