@@ -224,8 +224,12 @@ class TokenService:
                 ) from err
             raise provider_refusal(err, what="refresh") from err
         now = self._clock()
-        tokens = flows.token_set(document, now=now, audience=audience, scope=scope)
         key = self.key(audience, scope)
+        previous = session.tokens.get(key)
+        # Without a scope in the answer, the grant's scope is unchanged (RFC 6749 section 6):
+        # what this key held before, else what the app asked, else the configured scope.
+        unchanged = (previous.scope if previous else None) or scope or cfg.scope
+        tokens = flows.token_set(document, now=now, audience=audience, scope=unchanged)
         updates: dict[str, object] = {"tokens": {**session.tokens, key: tokens}}
         rotated = document.get("refresh_token")
         if isinstance(rotated, str) and rotated:
