@@ -173,7 +173,9 @@ class TokenService:
                 fingerprint = _fingerprint(session.refresh_token or "")
         flight = self._flights.get(fingerprint)
         if flight is None or flight.done():
-            flight = asyncio.ensure_future(self._do_refresh(session, audience, scope, min_ttl))
+            flight = asyncio.ensure_future(
+                self._do_refresh(session, audience, scope, min_ttl, force=force)
+            )
             self._flights[fingerprint] = flight
             flight.add_done_callback(lambda _: self._flights.pop(fingerprint, None))
         refreshed = await asyncio.shield(flight)
@@ -182,7 +184,13 @@ class TokenService:
         return refreshed
 
     async def _do_refresh(
-        self, session: SessionData, audience: str | None, scope: str | None, min_ttl: float
+        self,
+        session: SessionData,
+        audience: str | None,
+        scope: str | None,
+        min_ttl: float,
+        *,
+        force: bool = False,
     ) -> SessionData:
         """Refresh at the provider; with a shared backend, under a cross-process lock, after
         checking whether another process already spent this refresh token (lock, then reload)."""
@@ -193,7 +201,7 @@ class TokenService:
         name = "refresh:" + _fingerprint(session.refresh_token)
         wait = 2 * self._guard.config.http_timeout + 1
         async with backend.lock(name, ttl=wait + 5, wait=wait):
-            done = await backend.shared(name)
+            done = None if force else await backend.shared(name)
             fresh = done is not None and self._fresh(done.tokens.get(self.key(audience, scope)),
                                                      min_ttl)  # fmt: skip
             if done is not None and fresh and done.sub == session.sub:
@@ -322,6 +330,8 @@ class TokenService:
                 flight = asyncio.ensure_future(self._fetch_machine(audience, scope))
                 self._machine_flights[key] = flight
             tokens = await asyncio.shield(flight)
+            if self._fresh(tokens, 0.0) is None:
+                raise TemporarilyUnavailable("the provider issued an access token already expired")
         return self._hand_out(tokens, expected_audience=audience)
 
     async def _fetch_machine(self, audience: str | None, scope: str | None) -> TokenSet:
