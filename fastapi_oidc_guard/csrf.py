@@ -4,11 +4,12 @@
 sibling subdomain (same *site*, another *origin*), nor off anything with ``SameSite=None``, nor
 off a cross-site top-level ``GET`` (a link or a redirect to ``/auth/logout``). So:
 
-- an unsafe request (POST, PUT, PATCH, DELETE) authenticated by the session cookie is refused
-  when its ``Origin`` is another origin not listed in ``trusted_origins``, or, without
-  ``Origin``, when ``Sec-Fetch-Site`` says ``same-site`` or ``cross-site``; a request with
-  neither header (a non-browser client) passes, as browsers send ``Origin`` on every
-  cross-origin POST;
+- an unsafe request (any method but GET, HEAD, OPTIONS and TRACE) authenticated by the
+  session cookie is refused when its ``Origin`` is another origin not listed in
+  ``trusted_origins``, or, without ``Origin``, when ``Sec-Fetch-Site`` says ``same-site`` or
+  ``cross-site``; ``Origin: null`` (a page with ``Referrer-Policy: no-referrer``, a sandbox)
+  passes only with ``Sec-Fetch-Site: same-origin``; a request with neither header (a
+  non-browser client) passes, as browsers send ``Origin`` on every cross-origin POST;
 - a ``GET`` that would end the session (``/auth/logout``) does so only when the browser says the
   user started it here: ``Sec-Fetch-Site: same-origin`` or ``none`` (typed, bookmarked), or,
   for browsers without Fetch Metadata, a same-origin ``Referer``. Anything else gets a
@@ -21,17 +22,24 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-__all__ = ["UNSAFE_METHODS", "same_origin_navigation", "write_allowed"]
+__all__ = ["SAFE_METHODS", "is_unsafe", "same_origin_navigation", "write_allowed"]
 
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def is_unsafe(method: str) -> bool:
+    """Every method but the safe ones may change state (PURGE, PROPFIND, ... included)."""
+    return method.upper() not in SAFE_METHODS
 
 
 def write_allowed(headers: Mapping[str, str], *, allowed_origins: Collection[str]) -> bool:
     """May a cookie-authenticated unsafe request with these headers change state?"""
     origin = headers.get("origin")
-    if origin is not None:
-        return origin in allowed_origins  # "null" (sandboxed, privacy-redirected) never is
     site = headers.get("sec-fetch-site")
+    if origin == "null":  # opaque: only the browser's own word that it is same-origin counts
+        return site == "same-origin"
+    if origin is not None:
+        return origin in allowed_origins
     return site is None or site in ("same-origin", "none")
 
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from ._http import build_client
 from .config import GuardConfig, SessionBackendName
-from .csrf import UNSAFE_METHODS, write_allowed
+from .csrf import is_unsafe, write_allowed
 from .errors import (
     ConfigurationError,
     CrossOriginRequest,
@@ -272,7 +272,7 @@ class OIDCGuard:
         session = await self.sessions.get(request.scope)
         if (
             session is not None
-            and request.method in UNSAFE_METHODS
+            and is_unsafe(request.method)
             and not write_allowed(request.headers, allowed_origins=self._write_origins)
         ):
             origin, site = request.headers.get("origin"), request.headers.get("sec-fetch-site")

@@ -260,6 +260,16 @@ async def test_malformed_basic_credentials_are_invalid_client(
     assert answer.json() == {"error": "invalid_client"}
 
 
+@pytest.mark.parametrize("path", ["/token", "/revoke"])
+async def test_non_ascii_basic_credentials_are_refused_not_a_500(
+    http: httpx.AsyncClient, path: str
+) -> None:
+    header = "Basic \xe9\xe9\xe9\xe9".encode("latin-1")
+    answer = await http.post(path, data={"grant_type": "client_credentials", "token": "t"},
+                             headers={"Authorization": header})  # fmt: skip
+    assert answer.status_code == 401
+
+
 # -- the code is bound to its redirect URI -------------------------------------------------------
 
 

@@ -31,7 +31,7 @@ SIBLING = "https://blog.app.example.test"
 def with_writes(guard: OIDCGuard) -> Any:
     app = web_app(guard)
 
-    @app.post("/api/items")
+    @app.api_route("/api/items", methods=["POST", "PUT", "DELETE", "PURGE"])
     async def add_item(user: User = Depends(require_user)) -> dict[str, str]:
         return {"added_by": user.sub}
 
@@ -241,6 +241,16 @@ def test_a_cross_origin_logout_post_is_refused(
     assert client.get("/api/protected").status_code == 200
 
 
+def test_a_same_origin_form_with_no_referrer_policy_can_log_out(
+    client: TestClient, issuer: FakeIssuer
+) -> None:
+    """`Referrer-Policy: no-referrer` makes a same-origin form POST say `Origin: null`."""
+    login(client, issuer)
+    headers = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+    assert client.post("/auth/logout", headers=headers, follow_redirects=False).status_code == 302
+    assert client.get("/api/protected").status_code == 401
+
+
 def test_the_confirmation_page_escapes_return_to(client: TestClient) -> None:
     page = client.get("/auth/logout", params={"returnTo": "/x'><script>alert(1)</script>"})
     assert "<script>" not in page.text
@@ -254,13 +264,14 @@ def test_the_confirmation_page_escapes_return_to(client: TestClient) -> None:
     [{"Origin": SIBLING}, {"Origin": EVIL}, {"Origin": "null"}, {"Sec-Fetch-Site": "same-site"},
      {"Sec-Fetch-Site": "cross-site"}],
 )  # fmt: skip
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PURGE"])
 def test_cookie_writes_from_another_origin_are_403(
-    client: TestClient, issuer: FakeIssuer, headers: dict[str, str]
+    client: TestClient, issuer: FakeIssuer, headers: dict[str, str], method: str
 ) -> None:
     """Attack: a form on a sibling subdomain (same site: Lax cookies go along) POSTs to the
-    API with the victim's session."""
+    API with the victim's session (or any method but GET, HEAD, OPTIONS, TRACE)."""
     login(client, issuer)
-    refused = client.post("/api/items", headers=headers)
+    refused = client.request(method, "/api/items", headers=headers)
     assert refused.status_code == 403
     assert refused.json() == {
         "error": "cross_origin_request",

@@ -241,7 +241,9 @@ class SessionManager:
             slot.session = None
         if slot.action == "create" and slot.pending is not None:
             value = await self._create(slot)
-        elif slot.action == "update" and (not slot.dirty or await self._write_update(slot)):
+        elif slot.action == "update":
+            if slot.dirty and not await self._write_update(slot):
+                return []  # it ended meanwhile: leave the browser's cookies alone
             value = slot.sealed if slot.sealed is not None else slot.value
         if value is None or slot.pending is None:
             return write_chunked(None, self.cookie, max_age=0, present=present)
@@ -293,8 +295,9 @@ class SessionManager:
             live = await backend.update(slot.key, session, expires_at=self.expires_at(session))
         slot.dirty = False
         if not live:
+            # No Set-Cookie at all: the browser may hold a newer session under the same name
+            # (a login in another tab); the ended cookie is refused and cleared when next sent.
             slot.action, slot.pending, slot.sealed, slot.session = None, None, None, None
-            slot.clear = True
             slot.cache.clear()
         return live
 

@@ -11,7 +11,6 @@ raises ``InvalidRequest``, which the HTTP side (``_pages``) turns into a 400 ans
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import secrets
@@ -166,7 +165,7 @@ class AuthorizationServer:
         if authorization and authorization.lower().startswith("basic "):
             try:
                 decoded = base64.b64decode(authorization[6:], validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError):
+            except ValueError:  # binascii.Error, UnicodeDecodeError, non-ASCII input
                 return False
             client_id, _, secret = (unquote(p) for p in decoded.partition(":"))
         return client_id == self.issuer.client_id and hmac.compare_digest(

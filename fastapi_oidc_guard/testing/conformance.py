@@ -233,6 +233,23 @@ class SessionLayerConformance:
             for app in (app_a, app_b):
                 assert await _replay(app, "/api/protected", copied) == 401
 
+    async def test_a_request_in_flight_during_a_new_login_keeps_the_new_session(
+        self, issuer: FakeIssuer, clock: FakeClock, instance_options: Any
+    ) -> None:
+        """A request that loaded the old session ends after the user logged in again in
+        another tab: its failed update must not delete the new cookie (same name)."""
+        async with self._instance(issuer, clock, instance_options[0]) as (client, gate, app):
+            await alogin(client, issuer)
+            clock.advance(3600)  # the held request is due a touch
+            held = asyncio.ensure_future(client.get("/held"))
+            await gate.loaded.wait()
+            await alogin(client, issuer)  # replaces (and ends) the held request's session
+            fresh = _session_cookies(client)
+            gate.release.set()
+            late = await held
+            assert not late.headers.get_list("set-cookie"), "a stale request touched the jar"
+            assert await _replay(app, "/api/protected", fresh) == 200
+
     async def test_copied_cookie_is_refused_after_logout(
         self, issuer: FakeIssuer, clock: FakeClock, instance_options: Any
     ) -> None:
