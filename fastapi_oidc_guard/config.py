@@ -136,7 +136,7 @@ class GuardConfig:
     session_inactivity: float = 86_400.0
     session_absolute: float = 3 * 86_400.0
     session_touch_interval: float = 60.0
-    max_pending_logins: int = 5
+    max_pending_logins: int = 3
     login_params: tuple[str, ...] = DEFAULT_LOGIN_PARAMS
     login_scopes: tuple[str, ...] = ()  # scopes a login may ask beyond OIDC_SCOPE
     login_audiences: tuple[str, ...] = ()  # audiences a login may ask besides OIDC_AUDIENCE
@@ -145,7 +145,9 @@ class GuardConfig:
     default_return_to: str = "/"
     roles_claim: str = "roles"
     trusted_origins: tuple[str, ...] = ()
-    max_cookie_bytes: int = 14_000  # 4 chunks: what a default uvicorn (h11) accepts
+    # With 3 pending logins (<= 1 KB each) and a browser's other headers, what a default uvicorn
+    # (h11: 16 KiB request head) accepts.
+    max_cookie_bytes: int = 12_000
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def __post_init__(self) -> None:

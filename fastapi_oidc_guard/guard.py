@@ -144,7 +144,9 @@ class OIDCGuard:
         if backend is None:
             backend = _named_backend(cfg, sealer)
         revocations: RevocationStore = MemoryRevocations(clock=cfg.clock)
-        if isinstance(backend, CookieSessionBackend) and cfg.redis_url:
+        if isinstance(backend, RevocationStore):  # a shared store is its own revocation list
+            revocations = backend
+        elif isinstance(backend, CookieSessionBackend) and cfg.redis_url:
             from .sessions.redis_revocations import RedisRevocations
 
             revocations = RedisRevocations(sealer=sealer, url=cfg.redis_url, clock=cfg.clock)
@@ -212,7 +214,9 @@ class OIDCGuard:
         for stack in self.issuers.all_stacks():
             stack.keys.close()
             stack.discovery.close()
-        for part in (self.sessions.backend, self.sessions.revocations) if self.sessions else ():
+        sessions = self.sessions
+        parts = {id(p): p for p in (sessions.backend, sessions.revocations)} if sessions else {}
+        for part in parts.values():
             close = getattr(part, "aclose", None)
             if close is not None:
                 await close()

@@ -74,7 +74,7 @@ def login_ask(params: Mapping[str, str], cfg: GuardConfig) -> LoginAsk:
         max_age = int(params["max_age"])
     acr_values = None
     if "acr_values" in allowed and params.get("acr_values"):
-        if not _ACR_VALUES.fullmatch(params["acr_values"]):
+        if len(params["acr_values"]) > 128 or not _ACR_VALUES.fullmatch(params["acr_values"]):
             raise InvalidRequest("acr_values must be space-separated printable tokens")
         acr_values = params["acr_values"]
     special = {"scope", "audience", "max_age", "acr_values"}

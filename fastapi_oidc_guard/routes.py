@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -40,6 +41,7 @@ logger = logging.getLogger("fastapi_oidc_guard.routes")
 
 _MAX_RETURN_TO = 2048
 _MAX_PARAM = 512
+_MAX_STORED_RETURN_TO = 300
 # Protocol claims of the ID token that are not about the user: not kept in the session.
 _PROTOCOL_CLAIMS = frozenset(
     {"iss", "aud", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash", "azp", "jti", "sid"}
@@ -116,6 +118,8 @@ def build_router(guard: OIDCGuard) -> APIRouter:
     async def login(request: Request) -> Response:
         params = request.query_params
         return_to = safe_return_to(params.get("returnTo"), default=cfg.default_return_to)
+        if len(json.dumps(return_to)) > _MAX_STORED_RETURN_TO:  # escaped: non-ASCII counts 6x
+            return_to = cfg.default_return_to
         ask = login_ask(params, cfg)
         audience, scope = ask.audience, ask.scope
         extra = dict(ask.extra)
@@ -215,7 +219,7 @@ def build_router(guard: OIDCGuard) -> APIRouter:
             id_token=id_token,
             refresh_token=refresh_token if isinstance(refresh_token, str) else None,
             tokens={guard.tokens.key(txn.audience, None): tokens},  # the default token
-            created_at=now,
+            created_at=min(txn.created_at, now),  # when the login began: see sessions.revoke
             last_active=now,
             auth_time=auth_time,
             acr=claims.get("acr") if isinstance(claims.get("acr"), str) else None,
@@ -304,13 +308,16 @@ def build_router(guard: OIDCGuard) -> APIRouter:
             if not isinstance(token, str):
                 raise InvalidRequest("logout_token missing")
             claims = await guard.verifier.verify_logout_token(token)
-            if not await guard.first_logout_use(claims):
-                raise InvalidRequest("logout token replayed (jti seen before)")
         except (InvalidToken, InvalidRequest) as err:
             logger.info("back-channel logout refused: %s", err)
             return JSONResponse({"error": "invalid_request"}, status_code=400, headers=no_store)
+        # Revoke first (idempotent: the time is the token's iat), then spend its jti: a store
+        # failure in between (503) leaves the provider's retry able to end the session.
         sid, sub = claims.get("sid"), claims.get("sub")
-        deleted = await sessions.revoke(sid=sid, sub=sub)
+        deleted = await sessions.revoke(sid=sid, sub=sub, at=float(claims["iat"]))
+        if not await guard.first_logout_use(claims):
+            logger.info("back-channel logout replayed (jti seen before); nothing more done")
+            return JSONResponse({"error": "invalid_request"}, status_code=400, headers=no_store)
         logger.info("back-channel logout: %d stored sessions deleted", deleted)
         return Response(status_code=200, headers=no_store)
 

@@ -25,6 +25,7 @@ from .errors import (
     InvalidToken,
     LoginRequired,
     NoRefreshToken,
+    SessionTooLarge,
     TemporarilyUnavailable,
     TokenRequestFailed,
 )
@@ -121,7 +122,14 @@ class TokenService:
             session = await self._refresh(
                 session, audience=audience, scope=scope, min_ttl=min_ttl, force=force_refresh
             )
-            await persist(session)
+            try:
+                await persist(session)
+            except SessionTooLarge:
+                # The provider may already have rotated the refresh token: losing it would
+                # end the session later. Keep it, and this audience's tokens only.
+                logger.warning("session too large with every audience's tokens: kept %r only", key)
+                session = session.model_copy(update={"tokens": {key: session.tokens[key]}})
+                await persist(session)
             tokens = session.tokens.get(key)
             if tokens is None:
                 raise LoginRequired("refresh did not produce a token for this audience")

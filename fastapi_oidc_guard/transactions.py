@@ -14,12 +14,17 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ValidationError
 
+from .errors import InvalidRequest
 from .sessions.cookies import CookieSettings, cookie_header
 from .sessions.sealing import Sealer
 
 __all__ = ["Transaction", "TransactionStore"]
 
 PURPOSE = "txn"
+#: A transaction cookie never exceeds this (a normal one is ~550 bytes): with ``Path=/`` it goes
+#: with every request, so a page that starts logins in a loop must not be able to stuff the
+#: browser's Cookie header past what servers accept (3 pending logins: at most ~3 KB).
+MAX_TXN_BYTES = 1024
 
 
 class Transaction(BaseModel):
@@ -46,7 +51,7 @@ class TransactionStore:
         *,
         path: str,
         ttl: float = 600.0,
-        max_pending: int = 5,
+        max_pending: int = 3,
     ) -> None:
         self._sealer = sealer
         self._cookie = cookie
@@ -92,6 +97,8 @@ class TransactionStore:
         sealed = self._sealer.seal(
             txn.model_dump(mode="json"), purpose=PURPOSE, expires_at=txn.created_at + self._ttl
         )
+        if len(sealed) > MAX_TXN_BYTES:
+            raise InvalidRequest(f"login transaction of {len(sealed)} bytes (returnTo too long?)")
         name = self.name_for(txn.state)
         headers.append(
             cookie_header(name, sealed, self._cookie, max_age=int(self._ttl), path=self._path)

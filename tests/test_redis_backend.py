@@ -74,12 +74,19 @@ def make_session(clock: FakeClock, *, sub: str = "u1", sid: str | None = "sid-1"
     )  # fmt: skip
 
 
+def index(kind: str, value: str, *, binding: str = "") -> str:
+    """The app-bound name of a sid/sub index set (not the raw value)."""
+    return (
+        PREFIX + f"{kind}:" + Sealer([SECRET], clock=time.time, binding=binding).name(kind, value)
+    )
+
+
 def state(raw: redis.Redis, key: str) -> dict[str, Any]:
     """What Redis holds around one cookie key (checked without KEYS/SCAN)."""
     return {
         "session": raw.exists(PREFIX + "s:" + key),
-        "sid_sets": {n: sorted(raw.smembers(PREFIX + "sid:" + n)) for n in ("sid-1", "sid-2")},
-        "sub_sets": {n: sorted(raw.smembers(PREFIX + "sub:" + n)) for n in ("u1", "u2")},
+        "sid_sets": {n: sorted(raw.smembers(index("sid", n))) for n in ("sid-1", "sid-2")},
+        "sub_sets": {n: sorted(raw.smembers(index("sub", n))) for n in ("u1", "u2")},
     }
 
 
@@ -126,7 +133,7 @@ async def test_create_load_delete_leaves_a_tombstone(
     assert await backend.load(key) is None
     assert raw.hgetall(PREFIX + "s:" + key) == {"ended": "1"}  # the tombstone
     assert 2_990_000 < raw.pttl(PREFIX + "s:" + key) <= 3_000_000
-    assert not raw.exists(PREFIX + "sid:sid-1", PREFIX + "sub:u1")  # index entries gone
+    assert not raw.exists(index("sid", "sid-1"), index("sub", "u1"))  # index entries gone
     assert await backend.update(key, session, expires_at=clock() + 600) is False
     with pytest.raises(ValueError, match="already used"):
         await backend.create(key, session, expires_at=clock() + 600)  # never over a tombstone
@@ -153,7 +160,7 @@ async def test_ttl_follows_expires_at(
 ) -> None:
     session = make_session(clock)
     key = await create(backend, session, clock() + 99.2)  # rounded up to 100 s
-    for name in (PREFIX + "s:" + key, PREFIX + "sid:sid-1", PREFIX + "sub:u1"):
+    for name in (PREFIX + "s:" + key, index("sid", "sid-1"), index("sub", "u1")):
         assert 99_000 < raw.pttl(name) <= 100_000
     assert await backend.update(key, session, expires_at=clock() + 500)
     assert 499_000 < raw.pttl(PREFIX + "s:" + key) <= 500_000
@@ -164,10 +171,10 @@ async def test_index_ttl_is_never_lowered_below_a_members(
 ) -> None:
     await create(backend, make_session(clock), clock() + 1000)
     await create(backend, make_session(clock), clock() + 100)  # same sub and sid
-    assert raw.pttl(PREFIX + "sub:u1") > 900_000
-    assert raw.pttl(PREFIX + "sid:sid-1") > 900_000
+    assert raw.pttl(index("sub", "u1")) > 900_000
+    assert raw.pttl(index("sid", "sid-1")) > 900_000
     await create(backend, make_session(clock), clock() + 5000)
-    assert raw.pttl(PREFIX + "sub:u1") > 4_900_000
+    assert raw.pttl(index("sub", "u1")) > 4_900_000
 
 
 async def test_data_at_rest_is_sealed(
@@ -192,7 +199,7 @@ async def test_concurrent_updates_and_a_logout_never_resurrect(
     await asyncio.gather(*writes[:10], backend.delete(key, until=clock() + 600), *writes[10:])
     assert await backend.load(key) is None
     assert raw.hgetall(PREFIX + "s:" + key) == {"ended": "1"}
-    assert raw.smembers(PREFIX + "sub:u1") == set()
+    assert raw.smembers(index("sub", "u1")) == set()
 
 
 async def test_delete_by_cleans_the_other_index_too(
@@ -215,7 +222,7 @@ async def test_expired_session_is_gone(
     clock.advance(1)  # expiry inside the sealed value: gone even before Redis drops the key
     assert await backend.load(key) is None
     assert await backend.update(key, session, expires_at=clock() + 600) is False
-    names = [PREFIX + n for n in ("s:" + key, "sid:sid-1", "sub:u1")]
+    names = [PREFIX + "s:" + key, index("sid", "sid-1"), index("sub", "u1")]
     deadline = time.monotonic() + 5
     while raw.exists(*names) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)  # Redis drops the keys itself after their 1 s TTL
@@ -256,9 +263,9 @@ async def test_stale_index_members_are_pruned(
     backend: RedisSessionBackend, raw: redis.Redis, clock: FakeClock
 ) -> None:
     for _ in range(70):
-        raw.sadd(PREFIX + "sub:u1", secrets.token_hex(32))  # sessions that expired long ago
+        raw.sadd(index("sub", "u1"), secrets.token_hex(32))  # sessions that expired long ago
     key = await create(backend, make_session(clock), clock() + 60)
-    assert raw.smembers(PREFIX + "sub:u1") == {key}
+    assert raw.smembers(index("sub", "u1")) == {key}
 
 
 # -- outages ----------------------------------------------------------------------------------
@@ -453,7 +460,7 @@ def test_app_login_protected_logout(
     assert response.json() == {"userId": "alice", "email": "alice@mail.example.test"}
     cookie = session_cookie(app_client)
     assert len(cookie) == 53  # s1.<key id>.<256-bit secret>: the cookie holds no data
-    (key,) = raw.smembers(PREFIX + "sub:alice")
+    (key,) = raw.smembers(index("sub", "alice"))
     assert key not in cookie and cookie.rsplit(".", 1)[1] not in key  # a keyed hash of it
     assert "mail.example.test" not in (raw.hget(PREFIX + "s:" + key, "d") or "")
     app_client.post("/auth/logout", follow_redirects=False)

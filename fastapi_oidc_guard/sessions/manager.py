@@ -218,15 +218,18 @@ class SessionManager:
         slot.action, slot.pending, slot.sealed, slot.dirty = "delete", None, None, False
         slot.cache.clear()
 
-    async def revoke(self, *, sid: str | None, sub: str | None) -> int:
+    async def revoke(self, *, sid: str | None, sub: str | None, at: float | None = None) -> int:
         """Back-channel logout: end the sessions of provider session ``sid`` (or, with ``sub``
-        alone, every session of that user). Returns how many a store ended."""
+        alone, every session of that user whose login began at or before ``at``, default now).
+        Recorded in the revocation list first (a login being completed is refused too), then
+        deleted from the store; returns how many a store ended."""
         now = self._clock()
+        at = now if at is None else min(at, now)
         until = now + self.absolute
+        await self.revocations.revoke(
+            sid=sid, sub=None if sid is not None else sub, at=at, until=until
+        )
         if isinstance(self.backend, CookieSessionBackend):
-            await self.revocations.revoke(
-                sid=sid, sub=None if sid is not None else sub, at=now, until=until
-            )
             return 0
         return await self.backend.delete_by(sid=sid, sub=sub, until=until)
 
@@ -279,6 +282,11 @@ class SessionManager:
         key = self._sealer.digest(secret, key_id=key_id)
         assert key is not None
         await backend.create(key, session, expires_at=self.expires_at(session))
+        # Checked after the create, while a back-channel logout records before it deletes: in
+        # every interleaving one of the two sees the other (no login outlives its logout).
+        if await self.revocations.revoked(session):
+            await backend.delete(key, until=session.created_at + self.absolute)
+            return None
         encoded_id = base64.urlsafe_b64encode(key_id).rstrip(b"=").decode()
         slot.key, slot.value = key, f"s1.{encoded_id}.{secret}"
         return slot.value

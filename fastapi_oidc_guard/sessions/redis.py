@@ -4,8 +4,14 @@ Key layout (``prefix`` defaults to ``oidc:``; ``<key>`` is the manager's keyed h
 cookie's secret, never the cookie)::
 
     <prefix>s:<key>      hash    {d: sealed session, e: its end, sid, sub}; {ended: 1} once ended
-    <prefix>sid:<sid>    set     keys of the sessions of that provider session (back-channel logout)
-    <prefix>sub:<sub>    set     keys of the sessions of that user
+    <prefix>sid:<h(sid)> set     keys of the sessions of that provider session (back-channel logout)
+    <prefix>sub:<h(sub)> set     keys of the sessions of that user
+    <prefix>rv:...       string  revocations (see ``redis_revocations``): logins in flight
+
+``h()`` is :meth:`Sealer.name`, bound to the app: two apps sharing one Redis (and prefix) never
+touch each other's indexes, and Redis does not spell out user ids. The store is also the
+revocation list of its sessions, so a back-channel logout that arrives while a login is being
+completed is refused by every process.
     <prefix>lock:<name>  string  a short distributed lock (random token, compare-and-delete release)
 
 Every write is one Lua script, so it is atomic: :meth:`update` writes only where ``d`` is still
@@ -22,7 +28,8 @@ import math
 import re
 
 from ..models import SessionData
-from ._redis_client import RedisClient, text
+from ._redis_client import text
+from .redis_revocations import RedisRevocations
 
 __all__ = ["RedisSessionBackend"]
 
@@ -82,7 +89,7 @@ return ended
 """
 
 
-class RedisSessionBackend(RedisClient):
+class RedisSessionBackend(RedisRevocations):
     """Sessions in Redis; see the module docstring. Create it in the event loop that uses it:
     redis-py connections belong to one loop."""
 
@@ -130,8 +137,9 @@ class RedisSessionBackend(RedisClient):
     async def _write(self, key: str, session: SessionData, *, expires_at: float, mode: str) -> int:
         sealed = self._seal(session, expires_at=expires_at)
         keys = [self._prefix + "s:" + key, *self._indexes(session.sid, session.sub)]
+        sid = self._sealer.name("sid", session.sid) if session.sid else ""
         args = (key, self._ttl_ms(expires_at), self._prefix + "s:", _PRUNE_ABOVE, sealed,
-                session.sid or "", session.sub, mode, repr(self._clock()),
+                sid, self._sealer.name("sub", session.sub), mode, repr(self._clock()),
                 repr(float(expires_at)))  # fmt: skip
         async with self._available(mode):
             return int(await self._redis().eval(_WRITE, len(keys), *keys, *args))
@@ -145,5 +153,5 @@ class RedisSessionBackend(RedisClient):
 
     def _indexes(self, sid: str | None, sub: str | None) -> list[str]:
         """The index sets of a session with that ``sid`` and ``sub`` (empty values: none)."""
-        names = [self._prefix + "sid:" + sid] if sid else []
-        return names + ([self._prefix + "sub:" + sub] if sub else [])
+        names = [self._prefix + "sid:" + self._sealer.name("sid", sid)] if sid else []
+        return names + ([self._prefix + "sub:" + self._sealer.name("sub", sub)] if sub else [])

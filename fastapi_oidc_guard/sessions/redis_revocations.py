@@ -3,13 +3,13 @@
 Used when sessions stay in cookies but ``OIDC_REDIS_URL`` is set: a logout or back-channel
 logout on one instance is refused by all of them at once. Key layout (``prefix`` ``oidc:``)::
 
-    <prefix>rv:id:<session id>   "<at>"   that session ended (RP logout)
-    <prefix>rv:sid:<sid>         "<at>"   sessions of that provider session created <= at ended
-    <prefix>rv:sub:<sub>         "<at>"   sessions of that user created <= at ended
+    <prefix>rv:id:<h(id)>    "<at>"   that session ended (RP logout)
+    <prefix>rv:sid:<h(sid)>  "<at>"   every session of that provider session ended
+    <prefix>rv:sub:<h(sub)>  "<at>"   sessions of that user whose login began <= at ended
 
-Each lasts until the longest a session can live. A request's check is one ``MGET``. Session ids
-are random and not credentials (the cookie is the sealed session itself), so they are stored as
-they are. This class also provides :class:`~.base.SharedState` (refresh lock, logout-token replay).
+``h()`` is :meth:`Sealer.name` (bound to the app). Each entry lasts until the longest a session
+can live. A request's check is one ``MGET``. This class also provides
+:class:`~.base.SharedState` (refresh lock, logout-token replay).
 """
 
 from __future__ import annotations
@@ -47,20 +47,20 @@ class RedisRevocations(RedisClient):
         async with self._available("revoke"):
             for kind, value in (("id", session_id), ("sid", sid), ("sub", sub)):
                 if value is not None:
-                    key = f"{self._prefix}rv:{kind}:{value}"
+                    key = f"{self._prefix}rv:{kind}:{self._sealer.name(kind, value)}"
                     await self._redis().eval(_REVOKE, 1, key, repr(float(at)), ttl_ms)
 
     async def revoked(self, session: SessionData) -> bool:
-        names = [f"{self._prefix}rv:id:{session.id}"]
+        name = self._sealer.name
+        names = [f"{self._prefix}rv:id:{name('id', session.id)}"]
         no_sid = self._prefix + "rv:-"  # never written
-        names.append(f"{self._prefix}rv:sid:{session.sid}" if session.sid else no_sid)
-        names.append(f"{self._prefix}rv:sub:{session.sub}")
+        names.append(f"{self._prefix}rv:sid:{name('sid', session.sid)}" if session.sid else no_sid)
+        names.append(f"{self._prefix}rv:sub:{name('sub', session.sub)}")
         async with self._available("revoked"):
             by_id, by_sid, by_sub = await self._redis().mget(names)
-        if by_id is not None:
+        if by_id is not None or by_sid is not None:
             return True
-        ats = [_number(at) for at in (by_sid, by_sub) if at is not None]
-        return any(session.created_at <= at for at in ats)
+        return by_sub is not None and session.created_at <= _number(by_sub)
 
 
 def _number(value: object) -> float:

@@ -4,8 +4,10 @@ A sealed cookie is valid on its own until its expiry, so logout and back-channel
 recorded here instead and every request checks them:
 
 - ``session_id``: that session ended (RP logout). A copy of its cookie is refused.
-- ``sid`` / ``sub`` with a time ``at``: sessions of that provider session (or that user) created
-  at or before ``at`` ended (back-channel logout). A session created later is a new login.
+- ``sid``: every session of that provider session ended (back-channel logout); providers never
+  reuse a ``sid``, so a login completed after the logout (its code exchanged late) is refused too.
+- ``sub`` with a time ``at``: sessions of that user whose login began at or before ``at`` ended.
+  A login begun later is a new one.
 
 Entries last until the longest a session can live (``until``). :class:`MemoryRevocations` holds
 them in this process (bounded); the Redis one (``sessions.redis.RedisRevocations``) shares them
@@ -43,7 +45,7 @@ class RevocationStore(Protocol):
         ...
 
     async def revoked(self, session: SessionData) -> bool:
-        """True when ``session`` ended (by id, or created at or before a sid/sub revocation)."""
+        """True when ``session`` ended (by id, by sid, or begun at or before a sub revocation)."""
         ...
 
 
@@ -88,11 +90,10 @@ class MemoryRevocations:
         now = self._clock()
         if _active(ids.get(session.id), now):
             return True
-        for index, value in ((sids, session.sid), (subs, session.sub)):
-            entry = index.get(value) if value is not None else None
-            if _active(entry, now) and entry is not None and session.created_at <= entry[0]:
-                return True
-        return False
+        if session.sid is not None and _active(sids.get(session.sid), now):
+            return True
+        entry = subs.get(session.sub)
+        return _active(entry, now) and entry is not None and session.created_at <= entry[0]
 
     def _prune(self, index: OrderedDict[str, tuple[float, float]]) -> None:
         if len(index) <= self._size:

@@ -71,6 +71,13 @@ class Sealer:
             return None
         return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
 
+    def name(self, kind: str, value: str) -> str:
+        """An app-bound name for ``value`` in a shared store (an index of a ``sid`` or ``sub``):
+        SHA-256 over the binding, so two apps sharing one Redis never touch each other's
+        entries, and the store does not spell out user ids."""
+        material = b"\x00".join((self._binding, kind.encode(), value.encode("utf-8")))
+        return hashlib.sha256(material).hexdigest()[:40]
+
     def _ad(self, purpose: str) -> bytes:
         return purpose.encode("ascii") + b"\x00" + self._binding
 
