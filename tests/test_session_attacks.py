@@ -411,3 +411,63 @@ def test_a_session_secret_shared_by_name_only_is_not_enough(
         b.cookies.set("oidc_session", a.cookies["oidc_session"])
         assert b.get("/api/protected").status_code == 200
     assert SECRET
+
+
+# -- review findings: back-channel logout robustness -------------------------------------------
+
+
+@pytest.mark.parametrize("backend", [{"session_backend": "redis"}, {}], ids=["redis", "cookie"])
+def test_a_logout_token_is_not_burned_by_a_store_failure(
+    issuer: FakeIssuer, clock: FakeClock, backend: dict[str, Any]
+) -> None:
+    """Redis fails right after the jti would have been recorded: the endpoint answers 503 and
+    the provider's retry must still end the session (the jti is spent only after the logout
+    was applied, and applying it again is a no-op)."""
+    from .test_backchannel import logout_token
+
+    with RedisServer() as server:
+        guard = web_guard(issuer, clock, redis_url=server.url, **backend)
+        original, pause = guard.first_logout_use, [True]
+
+        async def first_use_then_redis_blips(claims: dict[str, Any]) -> bool:
+            result = await original(claims)
+            if pause[0]:
+                server.pause()
+            return result
+
+        guard.first_logout_use = first_use_then_redis_blips  # type: ignore[method-assign]
+        with TestClient(web_app(guard), base_url=BASE_URL) as browser:
+            login(browser, issuer)
+            token = logout_token(issuer, sid=next(iter(issuer.oauth.refresh.values())).sid)
+            browser.post("/auth/backchannel-logout", data={"logout_token": token})
+            server.resume()
+            pause[0] = False
+            browser.post("/auth/backchannel-logout", data={"logout_token": token})
+            assert browser.get("/api/protected").status_code == 401
+
+
+@pytest.mark.parametrize("backend", [{"session_backend": "redis"}, {}], ids=["redis", "cookie"])
+def test_another_app_s_back_channel_logout_on_a_shared_redis_ends_nothing_here(
+    clock: FakeClock, backend: dict[str, Any]
+) -> None:
+    """Staging and production share one Redis (and prefix): staging's provider logs out
+    sub 1234; production's user 1234 stays signed in (index and revocation names are bound
+    to the app)."""
+    from .test_backchannel import logout_token
+
+    prod = FakeIssuer("https://prod-idp.example.test", clock=clock)
+    staging = FakeIssuer("https://staging-idp.example.test", clock=clock)
+    with RedisServer() as server:
+        app_p = web_app(web_guard(prod, clock, redis_url=server.url, **backend))
+        app_s = web_app(web_guard(staging, clock, redis_url=server.url, **backend))
+        with (
+            TestClient(app_p, base_url=BASE_URL) as p,
+            TestClient(app_s, base_url=BASE_URL) as s,
+        ):
+            login(p, prod, user={"sub": "1234"})
+            clock.advance(5)
+            token = logout_token(staging, sub="1234")
+            assert (
+                s.post("/auth/backchannel-logout", data={"logout_token": token}).status_code == 200
+            )
+            assert p.get("/api/protected").status_code == 200

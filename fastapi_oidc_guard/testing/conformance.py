@@ -57,14 +57,15 @@ class _Gate:
 
 
 class _HeldRefresh(httpx.AsyncBaseTransport):
-    """The issuer's transport, holding refresh-token grants until ``release`` is set."""
+    """The issuer's transport, holding token requests of one grant type (refresh by default)
+    until ``release`` is set."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+    def __init__(self, inner: httpx.AsyncBaseTransport, grant: str = "refresh_token") -> None:
         self.inner, self.arrived, self.release = inner, asyncio.Event(), asyncio.Event()
-        self.holding = False
+        self.holding, self._marker = False, f"grant_type={grant}".encode()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self.holding and b"grant_type=refresh_token" in request.content:
+        if self.holding and self._marker in request.content:
             self.arrived.set()
             await self.release.wait()
         return await self.inner.handle_async_request(request)
@@ -200,6 +201,36 @@ class SessionLayerConformance:
             assert late.status_code == 401, "a token was handed out for an ended session"
             assert not _sets_a_session(late)
             assert await _replay(app, "/api/protected", copied) == 401
+
+    @pytest.mark.parametrize("by", ["sid", "sub"])
+    async def test_backchannel_logout_during_a_login_s_code_exchange_wins(
+        self, issuer: FakeIssuer, clock: FakeClock, instance_options: Any, by: str
+    ) -> None:
+        """The provider logs the user out (back-channel) while this app is still exchanging
+        the login's code, and time passes meanwhile: the login must not leave a session."""
+        held = _HeldRefresh(issuer.transport, grant="authorization_code")
+        options = {**instance_options[0], "transport": held}
+        async with self._instance(issuer, clock, options) as (client, _, app):
+            start = await client.get("/auth/login", follow_redirects=False)
+            callback = issuer.authorize(start.headers["location"])
+            grant = next(iter(issuer.oauth.codes.values()))
+            held.holding = True
+            finishing = asyncio.ensure_future(client.get(callback, follow_redirects=False))
+            await held.arrived.wait()
+            clock.advance(5)
+            now = int(clock())
+            claims: dict[str, Any] = {
+                "iss": issuer.issuer, "aud": issuer.client_id, "iat": now, "exp": now + 120,
+                "jti": secrets.token_hex(8), "events": {_EVENT: {}},
+            }  # fmt: skip
+            claims.update({"sid": grant.sid} if by == "sid" else {"sub": grant.user["sub"]})
+            token = issuer.sign(claims, header={"typ": "logout+jwt"})
+            answer = await client.post("/auth/backchannel-logout", data={"logout_token": token})
+            assert answer.status_code == 200
+            held.release.set()
+            await finishing
+            assert (await client.get("/api/protected")).status_code == 401
+            assert await _replay(app, "/api/protected", _session_cookies(client)) == 401
 
     async def test_backchannel_logout_on_a_while_b_holds_a_request(
         self, issuer: FakeIssuer, clock: FakeClock, instance_options: Any
