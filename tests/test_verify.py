@@ -694,13 +694,9 @@ KIND_CASES: list[Any] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("build", "expected"), KIND_CASES)
-async def test_token_kind(
-    build: Builder, expected: type[InvalidToken] | None, issuer: FakeIssuer, clock: FakeClock
-) -> None:
-    guard = make_guard(issuer, clock)
+async def _expect(guard: OIDCGuard, token: str, expected: type[InvalidToken] | None) -> None:
+    """Verify ``token`` as a bearer token: accepted when ``expected`` is None, else refused."""
     try:
-        token = build(issuer)
         if expected is None:
             assert (await guard.verifier.verify_access_token(token))["sub"] == "user-1"
         else:
@@ -708,6 +704,13 @@ async def test_token_kind(
                 await guard.verifier.verify_access_token(token)
     finally:
         await guard.aclose()
+
+
+@pytest.mark.parametrize(("build", "expected"), KIND_CASES)
+async def test_token_kind(
+    build: Builder, expected: type[InvalidToken] | None, issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    await _expect(make_guard(issuer, clock), build(issuer), expected)
 
 
 @pytest.mark.parametrize(("build", "expected"), ONE_REGISTRATION_CASES)
@@ -718,15 +721,7 @@ async def test_one_registration_token_kind(
     at_hash) is presented as a bearer token. Real one-registration access tokens still pass."""
     guard = make_guard(issuer, clock, audience=issuer.client_id)
     issuer.audience = issuer.client_id
-    try:
-        token = build(issuer)
-        if expected is None:
-            assert (await guard.verifier.verify_access_token(token))["sub"] == "user-1"
-        else:
-            with pytest.raises(expected):
-                await guard.verifier.verify_access_token(token)
-    finally:
-        await guard.aclose()
+    await _expect(guard, build(issuer), expected)
 
 
 @pytest.mark.parametrize(

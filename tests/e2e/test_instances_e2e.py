@@ -141,25 +141,8 @@ def test_backchannel_logout_on_a_while_b_holds_a_request(
 def test_two_processes_share_sessions_refresh_and_logout(
     make_oidc_provider: Callable[..., OIDCProviderProcess], redis_for_e2e: RedisServer
 ) -> None:
-    sock_a, sock_b = free_socket(), free_socket()
-    port_a, port_b = sock_a.getsockname()[1], sock_b.getsockname()[1]
-    sock_a.close()
-    sock_b.close()
-    base = f"http://127.0.0.1:{port_a}"
-    provider = make_oidc_provider({
-        "client": {"redirect_uris": [f"{base}/auth/callback"],
-                   "post_logout_redirect_uris": [f"{base}/"],
-                   "backchannel_logout_uri": f"{base}/auth/backchannel-logout"},
-        "api": {"access_token_ttl": TTL},
-    })  # fmt: skip
-    env = {
-        "OIDC_ISSUER": provider.issuer, "OIDC_AUDIENCE": provider.api_identifier,
-        "OIDC_CLIENT_ID": provider.client_id, "OIDC_CLIENT_SECRET": provider.client_secret,
-        "OIDC_BASE_URL": base, "OIDC_SESSION_SECRET": "m" * 48,
-        "OIDC_SESSION_BACKEND": "redis", "OIDC_REDIS_URL": redis_for_e2e.url,
-    }  # fmt: skip
-    a = AppProcess(env, port_a)
-    b = AppProcess(env, port_b)
+    provider, a, b = start_pair(make_oidc_provider, redis_for_e2e.url)
+    base = a.url
     try:
         with httpx.Client(timeout=15) as browser:
             callback = drive_login(browser, f"{base}/auth/login?prompt=consent", login="frank")
