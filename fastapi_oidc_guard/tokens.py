@@ -80,7 +80,7 @@ class TokenService:
     def __init__(self, guard: OIDCGuard) -> None:
         self._guard = guard
         self._clock = guard.config.clock
-        self._flights: dict[str, asyncio.Task[SessionData]] = {}
+        self._flights: dict[str, asyncio.Task[tuple[SessionData, bool]]] = {}
         self._recent: OrderedDict[str, tuple[float, SessionData]] = OrderedDict()
         self._machine: dict[str, TokenSet] = {}
         self._machine_flights: dict[str, asyncio.Task[TokenSet]] = {}
@@ -166,15 +166,20 @@ class TokenService:
         scope: str | None,
         min_ttl: float,
         force: bool = False,
+        depth: int = 0,
     ) -> SessionData:
+        """The session with a token for ``audience``/``scope``, refreshed at most once per
+        refresh token, never spending a refresh token that is known to have rotated: a
+        concurrent request's (or another process's) outcome is reused when fresh enough, and
+        continued from (its newer refresh token) when not, or when a refresh is forced."""
         if not session.refresh_token:
             raise NoRefreshToken("expired access token and no refresh token in the session")
         key = self.key(audience, scope)
         fingerprint = _fingerprint(session.refresh_token)
-        recent = None if force else self._recent.get(fingerprint)
+        recent = self._recent.get(fingerprint)
         if recent is not None and self._clock() - recent[0] < _REMEMBER_REFRESH:
             refreshed = recent[1]
-            if self._fresh(refreshed.tokens.get(key), min_ttl) is not None:
+            if not force and self._fresh(refreshed.tokens.get(key), min_ttl) is not None:
                 return refreshed  # a concurrent request's outcome, still fresh enough
             if refreshed.refresh_token != session.refresh_token:
                 session = refreshed  # it rotated: continue from the newest refresh token
@@ -186,9 +191,15 @@ class TokenService:
             )
             self._flights[fingerprint] = flight
             flight.add_done_callback(lambda _: self._flights.pop(fingerprint, None))
-        refreshed = await asyncio.shield(flight)
-        if key not in refreshed.tokens:  # the flight was for another audience: refresh again
-            return await self._refresh(refreshed, audience=audience, scope=scope, min_ttl=min_ttl)
+        refreshed, ours = await asyncio.shield(flight)
+        usable = key in refreshed.tokens and (
+            ours or (not force and self._fresh(refreshed.tokens[key], min_ttl) is not None)
+        )
+        if not usable and depth < 3:  # another audience's, or another process's outcome
+            return await self._refresh(
+                refreshed, audience=audience, scope=scope, min_ttl=min_ttl, force=force,
+                depth=depth + 1,
+            )  # fmt: skip
         return refreshed
 
     async def _do_refresh(
@@ -199,25 +210,27 @@ class TokenService:
         min_ttl: float,
         *,
         force: bool = False,
-    ) -> SessionData:
-        """Refresh at the provider; with a shared backend, under a cross-process lock, after
-        checking whether another process already spent this refresh token (lock, then reload)."""
+    ) -> tuple[SessionData, bool]:
+        """Refresh at the provider (the flag is True) or, with a shared backend, under a
+        cross-process lock, reuse what another process published for this refresh token (the
+        flag is False): its outcome when fresh enough, and always when the refresh token
+        rotated there, since spending it again would make the provider revoke the grant."""
         backend = self._guard.sessions.shared if self._guard.sessions else None
         if backend is None:
-            return await self._refresh_at_provider(session, audience, scope)
+            return await self._refresh_at_provider(session, audience, scope), True
         assert session.refresh_token is not None
         name = "refresh:" + _fingerprint(session.refresh_token)
         wait = 2 * self._guard.config.http_timeout + 1
         async with backend.lock(name, ttl=wait + 5, wait=wait):
-            done = None if force else await backend.shared(name)
-            fresh = done is not None and self._fresh(done.tokens.get(self.key(audience, scope)),
-                                                     min_ttl)  # fmt: skip
-            if done is not None and fresh and done.sub == session.sub:
+            done = await backend.shared(name)
+            if done is not None and done.sub == session.sub:
                 self._remember(_fingerprint(session.refresh_token), done, self._clock())
-                return done
+                fresh = self._fresh(done.tokens.get(self.key(audience, scope)), min_ttl)
+                if done.refresh_token != session.refresh_token or (not force and fresh):
+                    return done, False
             refreshed = await self._refresh_at_provider(session, audience, scope)
             await backend.share(name, refreshed, ttl=_REMEMBER_REFRESH)
-            return refreshed
+            return refreshed, True
 
     async def _refresh_at_provider(
         self, session: SessionData, audience: str | None, scope: str | None

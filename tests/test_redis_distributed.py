@@ -113,3 +113,21 @@ async def test_one_redis_round_trip_per_request(
     calls = {name: data["calls"] for name, data in stats.items() if name != "cmdstat_info"}
     calls.pop("cmdstat_config|resetstat", None)
     assert calls == {"cmdstat_hget": 10}, calls
+
+
+async def test_two_instances_two_audiences_never_spend_a_rotated_token_twice(
+    instances: tuple[httpx.AsyncClient, httpx.AsyncClient], issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    """A page calls two APIs at once and the requests land on A and B: B must continue from
+    the refresh token A's refresh rotated, not spend the old one (the provider would revoke
+    the grant)."""
+    a, b = instances
+    await alogin(a, issuer)
+    share_cookie(a, b)
+    clock.advance(3600)
+    issuer.latency = 0.05  # both are in flight together
+    first, second = await asyncio.gather(a.get("/api/token"), b.get("/api/token-other"))
+    issuer.latency = 0
+    assert (first.status_code, second.status_code) == (200, 200), second.text
+    assert not any(g.revoked for g in issuer.oauth.used_refresh.values())
+    assert (await a.get("/api/protected")).status_code == 200

@@ -223,6 +223,36 @@ def test_force_refresh(issuer: FakeIssuer, clock: FakeClock) -> None:
         assert issuer.oauth.grants["refresh_token"] == refreshes + 1
 
 
+def test_a_forced_refresh_with_a_cookie_one_request_old_does_not_spend_a_rotated_token(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    """Two requests of one page both force a refresh; the second still carries the cookie sent
+    before the first's Set-Cookie arrived. Spending the old refresh token again would make the
+    provider revoke the whole grant (reuse detection)."""
+    guard = web_guard(issuer, clock)
+    app = web_app(guard)
+
+    @app.get("/api/force")
+    async def force(request: Request) -> dict[str, str]:
+        token = await guard.access_token_for(request, audience=guard.config.audience, scope=None,
+                                             force_refresh=True)  # fmt: skip
+        return {"token": token.token}
+
+    with TestClient(app, base_url=BASE_URL) as browser:
+        login(browser, issuer)
+        late_tab = TestClient(app, base_url=BASE_URL)
+        for name, value in browser.cookies.items():
+            late_tab.cookies.set(name, value)
+        assert browser.get("/api/force").status_code == 200
+        late = late_tab.get("/api/force")
+        assert late.status_code == 200  # refreshed from the newest refresh token
+        assert not any(g.revoked for g in issuer.oauth.used_refresh.values())
+        for name, value in late.cookies.items():  # one browser, one jar: the last answer wins
+            browser.cookies.set(name, value)
+        clock.advance(3600)
+        assert browser.get("/api/token").status_code == 200
+
+
 # -- 5. outgoing requests say Bearer ---------------------------------------------------------
 
 
