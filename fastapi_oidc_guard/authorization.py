@@ -150,8 +150,8 @@ def require_step_up(
     the login route with ``max_age``/``acr_values`` and come back to the page; the callback
     checks the new ID token's ``auth_time``. Memoised like :func:`require_scopes`.
     """
-    if max_age is not None and (isinstance(max_age, bool) or int(max_age) < 0):
-        raise ValueError("max_age must be a number of seconds >= 0")
+    if max_age is not None and (isinstance(max_age, bool) or not 0 <= int(max_age) < 10**9):
+        raise ValueError("max_age must be a whole number of seconds, 0 to 999999999")
     values = tuple(acr.split()) if isinstance(acr, str) else tuple(acr or ())
     if max_age is None and not values:
         raise ValueError("require_step_up needs max_age, acr, or both")

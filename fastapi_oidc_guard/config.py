@@ -39,6 +39,11 @@ DEFAULT_LOGIN_PARAMS = (
 )  # fmt: skip
 
 _LOOPBACK_NAMES = {"localhost"}
+_RESERVED_LOGIN_PARAMS = frozenset({
+    "client_id", "redirect_uri", "response_type", "response_mode", "state", "nonce",
+    "code_challenge", "code_challenge_method", "resource", "request", "request_uri", "claims",
+    "registration", "returnTo",
+})  # fmt: skip
 _DURATIONS = (
     "leeway", "http_timeout", "jwks_max_age", "jwks_min_max_age", "jwks_max_max_age",
     "jwks_cooldown", "jwks_stale_limit", "discovery_max_age", "session_inactivity",
@@ -271,6 +276,11 @@ class GuardConfig:
             raise ConfigurationError("need 60 <= session_inactivity <= session_absolute seconds")
         if self.cookie_same_site == "none" and not self.secure_cookies:
             raise ConfigurationError("cookie_same_site='none' requires Secure cookies (https)")
+        reserved = sorted(set(self.login_params) & _RESERVED_LOGIN_PARAMS)
+        if reserved:
+            raise ConfigurationError(
+                f"login_params {reserved}: the library sets these itself (the browser must not)"
+            )
         if self.max_pending_logins < 1:
             raise ConfigurationError("max_pending_logins must be at least 1")
         if not 1024 <= self.max_cookie_bytes <= 20 * 3500:

@@ -14,6 +14,7 @@ import binascii
 import hmac
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
@@ -131,10 +132,14 @@ def token_set(
         raise TemporarilyUnavailable("token response has no access_token")
     expires_in = document.get("expires_in")
     expires_at = _jwt_exp(access_token) if expires_in is None else now + _lifetime(expires_in)
+    if not _PRINTABLE.fullmatch(access_token):
+        raise TemporarilyUnavailable("token response: access_token has non-printable characters")
     granted = document.get("scope")
     token_type = document.get("token_type")
-    if not isinstance(token_type, str) or token_type.lower() == "bearer" or not token_type:
+    if not isinstance(token_type, str) or token_type.strip().lower() in ("bearer", ""):
         token_type = "Bearer"
+    elif not _TOKEN_TYPE.fullmatch(token_type):
+        raise TemporarilyUnavailable("token response: token_type is not an HTTP auth scheme")
     return TokenSet(
         access_token=access_token,
         token_type=token_type,
@@ -145,12 +150,14 @@ def token_set(
 
 
 _MAX_LIFETIME = 10 * 365 * 86_400.0
+_PRINTABLE = re.compile(r"[\x21-\x7e]+")  # what fits in an Authorization header, unquoted
+_TOKEN_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]{0,31}")  # an RFC 9110 token
 _MAX_NUMERIC_DATE = 253_402_300_799.0  # 9999-12-31T23:59:59Z
 
 
 def _lifetime(value: object) -> float:
-    if isinstance(value, str) and value.isdigit() and len(value) <= 12:
-        value = int(value)  # some providers send "3600"
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 12:
+        value = int(value)  # some providers send "3600" (ASCII digits only: not "²" or "①")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TemporarilyUnavailable("token response: expires_in is not a number")
     try:
@@ -169,7 +176,7 @@ def _jwt_exp(access_token: str) -> float | None:
         return None
     try:
         payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):  # RecursionError: nested JSON
         return None
     exp = payload.get("exp") if isinstance(payload, dict) else None
     if isinstance(exp, bool) or not isinstance(exp, int | float):

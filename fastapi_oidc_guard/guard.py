@@ -107,8 +107,9 @@ class OIDCGuard:
         self._owns_client = http_client is None
         cfg = self.config
         primary = build_issuer_stack(
-            cfg, issuer=cfg.issuer, audience=cfg.audience, client=self.http_client
-        )
+            cfg, issuer=cfg.issuer, audience=cfg.audience, client=self.http_client,
+            client_id=cfg.client_id,
+        )  # fmt: skip
         self.discovery, self.keys, self.verifier = primary.discovery, primary.keys, primary.verifier
         self.issuers = IssuerVerifiers(
             cfg, primary, client=self.http_client, trusted=trusted_issuers,

@@ -6,11 +6,13 @@ across issuers. The token's ``iss`` is read from its (unverified) payload only t
 issuer; a token whose ``iss`` is not allowed is refused before any network request.
 
 Resolver probation: an issuer the resolver approves is a *newcomer* until a token from it has
-verified; only then does it join the cache of verified tenants (bounded LRU). Newcomers live in
-a small separate cache and share a fetch budget (``resolver_fetch_budget`` discovery + JWKS
-fetches per ``resolver_budget_interval`` seconds; a newcomer costs two), so tokens naming
-thousands of junk tenants can neither evict a verified tenant nor drive unbounded outbound
-requests: past the budget a newcomer's token is ``503 temporarily_unavailable``.
+verified; only then does it join the cache of verified tenants (bounded LRU). A token is checked
+for expiry and audience before it may make a newcomer (so expired or foreign junk costs
+nothing). Newcomers live in a small separate cache, and every fetch their stacks make
+(discovery, JWKS, refetches) is charged to one shared budget (``resolver_fetch_budget`` fetches
+per ``resolver_budget_interval`` seconds), so tokens naming thousands of junk tenants can
+neither evict a verified tenant nor drive unbounded outbound requests: past the budget a
+newcomer's token is ``503 temporarily_unavailable`` until the interval renews.
 """
 
 from __future__ import annotations
@@ -24,16 +26,21 @@ import httpx
 
 from .config import GuardConfig, require_safe_url
 from .discovery import DiscoveryCache
-from .errors import ClaimError, TemporarilyUnavailable
+from .errors import ClaimError, InvalidAudience, TemporarilyUnavailable
 from .jose import parse_compact
 from .jwks import RemoteKeySet
-from .verify import TokenVerifier
+from .verify import TokenVerifier, check_times
+
+
+def _audience_list(aud: object) -> list[str]:
+    if isinstance(aud, str):
+        return [aud]
+    return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
 
 __all__ = ["IssuerStack", "IssuerVerifiers", "TrustedIssuer", "build_issuer_stack"]
 
 _MAX_RESOLVED = 256
 _MAX_NEWCOMERS = 16
-_FETCHES_PER_NEWCOMER = 2  # discovery + JWKS
 T = TypeVar("T")
 
 
@@ -43,6 +50,9 @@ class TrustedIssuer:
 
     issuer: str
     audience: str
+    #: The app's client id at that issuer, when it has one: its ID tokens (``aud`` = this id)
+    #: are then recognised and refused as bearer tokens even without nonce/at_hash.
+    client_id: str | None = None
 
     def __post_init__(self) -> None:
         require_safe_url(self.issuer, what="trusted issuer")
@@ -64,8 +74,10 @@ def build_issuer_stack(
     issuer: str,
     audience: str | None,
     client: Callable[[], httpx.AsyncClient],
+    client_id: str | None = None,
 ) -> IssuerStack:
-    """Discovery, key set and verifier for one issuer, with the guard's settings."""
+    """Discovery, key set and verifier for one issuer, with the guard's settings
+    (``client_id``: the app's client at that issuer; the configured one for the primary)."""
     discovery = DiscoveryCache(
         issuer=issuer, client=client, clock=cfg.clock, max_age=cfg.discovery_max_age
     )
@@ -81,7 +93,7 @@ def build_issuer_stack(
     )  # fmt: skip
     verifier = TokenVerifier(
         issuer=issuer, keys=keys, algorithms=cfg.algorithms, clock=cfg.clock,
-        leeway=cfg.leeway, audience=audience, client_id=cfg.client_id,
+        leeway=cfg.leeway, audience=audience, client_id=client_id,
         max_bytes=cfg.max_token_bytes, max_id_token_bytes=cfg.max_id_token_bytes,
         cache_size=cfg.token_cache_size, strict_typ=cfg.require_at_jwt,
     )  # fmt: skip
@@ -107,8 +119,9 @@ class IssuerVerifiers:
         self.stacks: dict[str, IssuerStack] = {cfg.issuer: primary}
         for item in trusted:
             self.stacks[item.issuer] = build_issuer_stack(
-                cfg, issuer=item.issuer, audience=item.audience, client=client
-            )
+                cfg, issuer=item.issuer, audience=item.audience, client=client,
+                client_id=item.client_id,
+            )  # fmt: skip
         self._resolved: OrderedDict[str, IssuerStack] = OrderedDict()  # verified tenants
         self._newcomers: OrderedDict[str, IssuerStack] = OrderedDict()  # on probation
         self._budget_start, self._budget_used = float("-inf"), 0
@@ -124,7 +137,7 @@ class IssuerVerifiers:
         if self._newcomers.pop(iss, None) is not None:
             self._resolved[iss] = stack
             while len(self._resolved) > _MAX_RESOLVED:
-                self._retire(self._resolved.popitem(last=False)[1])
+                self._resolved.popitem(last=False)
         elif iss in self._resolved:
             self._resolved.move_to_end(iss)
         return result
@@ -144,31 +157,34 @@ class IssuerVerifiers:
         if stack is None and self._resolver is not None:
             trusted = await self._resolver(iss)
             if trusted is not None and trusted.issuer == iss:
-                self._spend_budget(iss)
+                # Checks that need no network first: expired or foreign junk costs nothing.
+                check_times(claims, now=self._cfg.clock(), leeway=self._cfg.leeway)
+                if trusted.audience not in _audience_list(claims.get("aud")):
+                    raise InvalidAudience("aud", f"expected {trusted.audience!r}")
                 stack = build_issuer_stack(
-                    self._cfg, issuer=iss, audience=trusted.audience, client=self._client
-                )
+                    self._cfg, issuer=iss, audience=trusted.audience, client_id=trusted.client_id,
+                    client=lambda: self._budgeted_client(iss),
+                )  # fmt: skip
                 self._newcomers[iss] = stack
                 while len(self._newcomers) > _MAX_NEWCOMERS:
-                    self._retire(self._newcomers.popitem(last=False)[1])
+                    self._newcomers.popitem(last=False)  # in-flight fetches finish on their own
         if stack is None:
             raise ClaimError("iss", f"issuer {iss!r} is not trusted")
         return iss, stack
 
-    def _spend_budget(self, iss: str) -> None:
-        now = self._cfg.clock()
-        if now - self._budget_start >= self._cfg.resolver_budget_interval:
-            self._budget_start, self._budget_used = now, 0
-        if self._budget_used + _FETCHES_PER_NEWCOMER > self._cfg.resolver_fetch_budget:
-            raise TemporarilyUnavailable(
-                f"new issuer {iss!r}: the fetch budget for issuers not yet verified is spent"
-            )
-        self._budget_used += _FETCHES_PER_NEWCOMER
-
-    def _retire(self, stack: IssuerStack) -> None:
-        """Stop an evicted stack's background refreshes (closed again at shutdown: harmless)."""
-        stack.keys.close()
-        stack.discovery.close()
+    def _budgeted_client(self, iss: str) -> httpx.AsyncClient:
+        """The client, for one fetch by ``iss``'s stack: charged to the newcomers' budget while
+        ``iss`` is on probation (every discovery and JWKS fetch, refetches included)."""
+        if iss in self._newcomers:
+            now = self._cfg.clock()
+            if now - self._budget_start >= self._cfg.resolver_budget_interval:
+                self._budget_start, self._budget_used = now, 0
+            if self._budget_used >= self._cfg.resolver_fetch_budget:
+                raise TemporarilyUnavailable(
+                    f"new issuer {iss!r}: the fetch budget for issuers not yet verified is spent"
+                )
+            self._budget_used += 1
+        return self._client()
 
     def all_stacks(self) -> list[IssuerStack]:
         return [*self.stacks.values(), *self._resolved.values(), *self._newcomers.values()]

@@ -8,10 +8,11 @@ The query string comes from the browser, so nothing in it may widen what the ses
   configured ones are asked. A session's scopes never come from this request anyway: they come
   from the token response, the verified access token, or the configured scope.
 - Other parameters pass only when listed in ``login_params``, with values bounded; unknown ones
-  are dropped with a DEBUG log. ``max_age`` must be a whole number of seconds; ``acr_values`` a
-  space-separated list of printable tokens. Both only make a login stricter, and what they ask
-  is checked at the callback (the ID token's ``auth_time`` / ``acr``), so dropping them from the
-  URL gets nothing past ``require_step_up``.
+  are dropped with a DEBUG log.
+- ``max_age`` (a whole number of seconds) and ``acr_values`` (space-separated printable tokens)
+  always pass: they only make a login stricter, ``require_step_up`` sends them, and the callback
+  checks what they asked (the ID token's ``auth_time`` / ``acr``), so dropping them from the URL
+  gets nothing past ``require_step_up``.
 
 Pure: no I/O, no FastAPI.
 """
@@ -53,7 +54,7 @@ def _has_control_chars(value: str) -> bool:
 
 def login_ask(params: Mapping[str, str], cfg: GuardConfig) -> LoginAsk:
     """The login's parameters; :class:`InvalidRequest` (400) for a value out of bounds."""
-    allowed = set(cfg.login_params)
+    allowed = {*cfg.login_params, "max_age", "acr_values"}
     dropped = sorted(k for k in params if k not in allowed and k not in _OURS)
     if dropped:
         logger.debug("login parameters not in login_params, dropped: %s", dropped)

@@ -208,6 +208,7 @@ def build_router(guard: OIDCGuard) -> APIRouter:
         except InvalidToken as err:
             raise InvalidRequest(f"ID token rejected: {err}") from err
         auth_time = step_up.check_login(claims, max_age=txn.max_age, now=now, leeway=cfg.leeway)
+        step_up.check_login_acr(claims, acr_values=txn.acr_values)
         if tokens.scope is None:  # never the scope the browser asked for
             tokens = tokens.model_copy(update={"scope": await _granted_scope(tokens)})
         refresh_token = document.get("refresh_token")

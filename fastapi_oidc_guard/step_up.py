@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import InsufficientUserAuthentication, InvalidRequest
 
-__all__ = ["check_login", "check_step_up", "claimed_scopes", "numeric_date"]
+__all__ = ["check_login", "check_login_acr", "check_step_up", "claimed_scopes", "numeric_date"]
 
 _MAX_NUMERIC_DATE = 253_402_300_799.0  # 9999-12-31T23:59:59Z
 
@@ -43,6 +43,8 @@ def check_login(
     auth_time = numeric_date(raw)
     if raw is not None and auth_time is None:
         raise InvalidRequest("ID token auth_time is not a valid NumericDate")
+    if auth_time is not None and auth_time > now + leeway:
+        raise InvalidRequest("ID token auth_time is in the future")
     if max_age is None:
         return auth_time
     if auth_time is None:
@@ -51,9 +53,14 @@ def check_login(
         raise InvalidRequest(
             f"the authentication is {now - auth_time:.0f} s old, max_age {max_age}"
         )
-    if auth_time > now + leeway:
-        raise InvalidRequest("ID token auth_time is in the future")
     return auth_time
+
+
+def check_login_acr(claims: Mapping[str, Any], *, acr_values: str | None) -> None:
+    """A login that asked ``acr_values`` must come back with one of them in ``acr``: else the
+    step-up would send the browser round the provider forever."""
+    if acr_values and claims.get("acr") not in acr_values.split():
+        raise InvalidRequest(f"acr {claims.get('acr')!r} is not among the asked {acr_values!r}")
 
 
 def check_step_up(
@@ -70,7 +77,7 @@ def check_step_up(
     required = " ".join(acr_values) or None
     if max_age is not None:
         when = numeric_date(auth_time)
-        if when is None or now - when > max_age + leeway:
+        if when is None or now - when > max_age + leeway or when > now + leeway:
             age = "unknown" if when is None else f"{now - when:.0f} s"
             raise InsufficientUserAuthentication(
                 f"authentication age {age}, route needs at most {max_age} s",

@@ -56,6 +56,7 @@ _TYPS: dict[TokenKind, frozenset[str | None]] = {
 }
 # Claims that only ID tokens (or logout tokens) carry: such a token is never a bearer token.
 _NOT_ACCESS_TOKEN_CLAIMS = ("nonce", "at_hash", "c_hash", "events")
+_ENTRA_ACCESS_CLAIMS = ("idtyp", "azpacr", "appidacr")  # only in Entra ID access tokens
 
 
 def check_access_token_kind(
@@ -64,8 +65,9 @@ def check_access_token_kind(
     """An ID token (or logout token) is never a bearer token, decided by markers in order:
 
     1. an explicit access-token marker accepts: header ``typ: at+jwt`` (RFC 9068), Keycloak's
-       claim ``typ: "Bearer"``, Cognito's ``token_use: "access"`` (Keycloak access tokens carry
-       ``nonce``: the marker wins);
+       claim ``typ: "Bearer"``, Cognito's ``token_use: "access"``, Entra ID's ``idtyp`` /
+       ``azpacr`` / ``appidacr`` (access-token-only claims; app-only tokens carry ``roles`` and
+       no ``scp``) (Keycloak access tokens carry ``nonce``: the marker wins);
     2. an explicit ID-token marker refuses: Keycloak's ``typ: "ID"``, Cognito's
        ``token_use: "id"``, ``nonce``, ``at_hash``, ``c_hash`` (and a logout token's ``events``);
     3. otherwise a token whose ``aud`` holds the app's own client id must carry ``scope`` or
@@ -82,6 +84,8 @@ def check_access_token_kind(
     if strict and typ != "at+jwt":
         raise WrongTokenType(f"typ {typ!r}: only at+jwt access tokens are accepted (RFC 9068)")
     if typ == "at+jwt" or claim_typ == "bearer" or token_use == "access":
+        return
+    if any(name in claims for name in _ENTRA_ACCESS_CLAIMS):
         return
     if claim_typ == "id" or token_use == "id":
         raise WrongTokenType("the token says it is an ID token")

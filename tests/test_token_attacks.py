@@ -364,3 +364,192 @@ def web_app_for_bearer(guard: Any) -> Any:
         return {"sub": user.sub}
 
     return app
+
+
+# -- review findings (issue #11) ------------------------------------------------------------
+
+
+def resolver_guard(clock: FakeClock, *tenants: FakeIssuer, **settings: Any) -> Any:
+    from fastapi_oidc_guard import OIDCGuard, TrustedIssuer
+    from fastapi_oidc_guard.testing.issuer import combined_transport
+
+    home = FakeIssuer(clock=clock)
+
+    async def resolve(iss: str) -> TrustedIssuer | None:
+        if iss.startswith("https://tenant-") and iss.endswith(".example.test"):
+            return TrustedIssuer(iss, home.audience)
+        return None
+
+    guard = OIDCGuard(issuer=home.issuer, audience=home.audience, clock=clock,
+                      issuer_resolver=resolve, transport=combined_transport(home, *tenants),
+                      **settings)  # fmt: skip
+    return guard, home
+
+
+def test_expired_junk_tokens_cost_no_budget_and_lock_out_no_tenant(clock: FakeClock) -> None:
+    good = FakeIssuer("https://tenant-good.example.test", clock=clock)
+    guard, home = resolver_guard(clock, good)
+    junk = FakeIssuer("https://tenant-x.example.test", clock=clock)
+    with TestClient(web_app_for_bearer(guard)) as client:
+
+        def call(token: str) -> int:
+            return client.get("/who", headers={"Authorization": f"Bearer {token}"}).status_code
+
+        for n in range(50):  # expired or for another audience: refused before any fetch
+            assert call(junk.mint(iss=f"https://tenant-j{n}.example.test", exp=int(clock()) - 99))
+            assert call(junk.mint(iss=f"https://tenant-k{n}.example.test", aud="other")) == 401
+        assert home.requests["unrouted"] == 0
+        assert call(good.mint(aud=home.audience)) == 200
+
+
+def test_newcomers_refetching_stay_within_the_budget(clock: FakeClock) -> None:
+    guard, home = resolver_guard(clock)
+    junk = FakeIssuer("https://tenant-x.example.test", clock=clock)
+    with TestClient(web_app_for_bearer(guard)) as client:
+        per_interval = []
+        for _ in range(6):
+            before = home.requests["unrouted"]
+            for n in range(40):  # the same 16+ newcomers again and again, each interval
+                client.get("/who", headers={
+                    "Authorization": f"Bearer {junk.mint(iss=f'https://tenant-j{n}.example.test')}"
+                })  # fmt: skip
+            per_interval.append(home.requests["unrouted"] - before)
+            clock.advance(guard.config.resolver_budget_interval)
+        assert max(per_interval) <= guard.config.resolver_fetch_budget, per_interval
+
+
+@pytest.mark.anyio
+async def test_evicting_a_newcomer_does_not_cancel_its_request_in_flight(clock: FakeClock) -> None:
+    import asyncio
+
+    import httpx
+
+    good = FakeIssuer("https://tenant-good.example.test", clock=clock)
+    guard, home = resolver_guard(clock, good, resolver_fetch_budget=100)
+    junk = FakeIssuer("https://tenant-x.example.test", clock=clock)
+    transport = httpx.ASGITransport(app=web_app_for_bearer(guard))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        good.gate = asyncio.Event()  # the good tenant's discovery is slow
+        pending = asyncio.ensure_future(client.get("/who", headers={
+            "Authorization": f"Bearer {good.mint(aud=home.audience)}"}))  # fmt: skip
+        while not good.requests:
+            await asyncio.sleep(0)
+        for n in range(20):  # newer newcomers push it out of the probation cache
+            token = junk.mint(iss=f"https://tenant-j{n}.example.test")
+            await client.get("/who", headers={"Authorization": f"Bearer {token}"})
+        good.gate.set()
+        assert (await asyncio.wait_for(pending, 5)).status_code == 200
+
+
+def test_a_trusted_issuer_s_id_tokens_are_refused_when_its_client_id_is_known(
+    clock: FakeClock,
+) -> None:
+    from fastapi_oidc_guard import OIDCGuard, TrustedIssuer
+    from fastapi_oidc_guard.testing.issuer import combined_transport
+
+    home = FakeIssuer(clock=clock)
+    partner = FakeIssuer("https://partner.example.test", clock=clock, client_id="partner-app")
+    trusted = TrustedIssuer(partner.issuer, audience="partner-app", client_id="partner-app")
+    guard = OIDCGuard(
+        issuer=home.issuer, audience=home.audience, clock=clock, trusted_issuers=[trusted],
+        transport=combined_transport(home, partner),
+    )  # fmt: skip
+    with TestClient(web_app_for_bearer(guard)) as client:
+        id_token = partner.sign(partner.claims(aud="partner-app", scope=None),
+                                header={"typ": "JWT"})  # fmt: skip
+        assert (
+            client.get("/who", headers={"Authorization": f"Bearer {id_token}"}).status_code == 401
+        )
+        access = partner.mint(aud="partner-app", scp=["read"], scope=None)
+        assert client.get("/who", headers={"Authorization": f"Bearer {access}"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [{"expires_in": "²"}, {"expires_in": "①"}, {"token_type": "Bearer\r\nX-Injected: 1"},
+     {"token_type": "Bearer x"}, {"access_token": "abc\r\ndef"}, {"access_token": "a b"}],
+    ids=["superscript-two", "circled-one", "crlf-type", "space-type", "crlf-token", "space-token"],
+)  # fmt: skip
+def test_token_response_values_that_would_break_headers_are_a_clean_503(
+    client: TestClient, issuer: FakeIssuer, shape: dict[str, Any]
+) -> None:
+    issuer.oauth.shape = lambda _, body: {**body, **shape}
+    callback = login(client, issuer)
+    assert callback.status_code in (400, 503)  # a changed access_token also breaks at_hash
+    assert any("_txn_" in c and "Max-Age=0" in c for c in callback.headers.get_list("set-cookie"))
+
+
+def test_deeply_nested_json_in_an_access_token_without_expires_in_is_no_500(
+    client: TestClient, issuer: FakeIssuer
+) -> None:
+    import base64
+
+    nested = base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).rstrip(b"=").decode()
+    issuer.oauth.shape = lambda _, body: {
+        **{k: v for k, v in body.items() if k != "expires_in"},
+        "access_token": f"e30.{nested}.sig",
+    }
+    assert login(client, issuer).status_code in (302, 400)
+
+
+def test_a_token_type_with_spaces_around_bearer_is_bearer(
+    client: TestClient, issuer: FakeIssuer
+) -> None:
+    issuer.oauth.shape = lambda _, body: {**body, "token_type": " bearer "}
+    login(client, issuer)
+    assert client.get("/api/userinfo").status_code == 200
+
+
+def test_a_future_auth_time_is_refused_at_the_callback_and_by_step_up(
+    client: TestClient, issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    from fastapi_oidc_guard.errors import InsufficientUserAuthentication
+    from fastapi_oidc_guard.step_up import check_step_up
+
+    issuer.oauth.id_token_claims = {"auth_time": int(clock()) + 365 * 86_400}
+    assert login(client, issuer).status_code == 400
+    with pytest.raises(InsufficientUserAuthentication):
+        check_step_up(auth_time=clock() + 3650 * 86_400, acr=None, max_age=0, acr_values=(),
+                      now=clock(), leeway=30)  # fmt: skip
+
+
+def test_a_provider_that_cannot_give_the_asked_acr_fails_the_login_instead_of_looping(
+    client: TestClient, issuer: FakeIssuer
+) -> None:
+    issuer.oauth.id_token_claims = {"acr": "silver"}
+    login(client, issuer)
+    page = client.get("/api/gold", headers={"Accept": "text/html"}, follow_redirects=False)
+    start = client.get(page.headers["location"], follow_redirects=False)
+    back = client.get(issuer.authorize(start.headers["location"]), follow_redirects=False)
+    assert back.status_code == 400  # not another redirect to /api/gold
+
+
+def test_step_up_parameters_pass_even_when_login_params_leave_them_out(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    guard = web_guard(issuer, clock, login_params=("prompt",))
+    with TestClient(step_up_app(guard), base_url=BASE_URL) as browser:
+        start = browser.get("/auth/login?max_age=60&acr_values=gold", follow_redirects=False)
+        assert "max_age=60" in start.headers["location"]
+        assert "acr_values=gold" in start.headers["location"]
+
+
+@pytest.mark.parametrize("name", ["nonce", "resource", "code_challenge", "redirect_uri", "state"])
+def test_login_params_cannot_name_what_the_library_sets(
+    issuer: FakeIssuer, clock: FakeClock, name: str
+) -> None:
+    from fastapi_oidc_guard.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="login_params"):
+        web_guard(issuer, clock, login_params=(name,))
+
+
+def test_entra_app_only_tokens_pass_when_the_audience_is_the_client_id(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    guard = web_guard(issuer, clock, audience=issuer.client_id)
+    with TestClient(web_app(guard), base_url=BASE_URL) as browser:
+        token = issuer.mint(header={"typ": "JWT"}, aud=issuer.client_id, scope=None,
+                            roles=["Data.Read"], idtyp="app", azpacr="1")  # fmt: skip
+        answer = browser.get("/api/protected", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 200
