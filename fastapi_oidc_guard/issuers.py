@@ -37,6 +37,7 @@ def _audience_list(aud: object) -> list[str]:
         return [aud]
     return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
 
+
 __all__ = ["IssuerStack", "IssuerVerifiers", "TrustedIssuer", "build_issuer_stack"]
 
 _MAX_RESOLVED = 256
