@@ -25,6 +25,7 @@ from ._http import loads_strict
 from .config import AudienceParam, ClientAuth
 from .errors import InvalidRequest, TemporarilyUnavailable, TokenRequestFailed
 from .models import ProviderMetadata, TokenSet
+from .step_up import numeric_date
 
 __all__ = [
     "ClientCredentials",
@@ -152,7 +153,6 @@ def token_set(
 _MAX_LIFETIME = 10 * 365 * 86_400.0
 _PRINTABLE = re.compile(r"[\x21-\x7e]+")  # what fits in an Authorization header, unquoted
 _TOKEN_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]{0,31}")  # an RFC 9110 token
-_MAX_NUMERIC_DATE = 253_402_300_799.0  # 9999-12-31T23:59:59Z
 
 
 def _lifetime(value: object) -> float:
@@ -178,14 +178,7 @@ def _jwt_exp(access_token: str) -> float | None:
         payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
     except (ValueError, binascii.Error, RecursionError):  # RecursionError: nested JSON
         return None
-    exp = payload.get("exp") if isinstance(payload, dict) else None
-    if isinstance(exp, bool) or not isinstance(exp, int | float):
-        return None
-    try:
-        number = float(exp)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) and 0 < number <= _MAX_NUMERIC_DATE else None
+    return numeric_date(payload.get("exp")) if isinstance(payload, dict) else None
 
 
 async def token_request(
