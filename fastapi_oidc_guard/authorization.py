@@ -21,7 +21,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Literal
 from urllib.parse import urlencode
 
-from fastapi import Depends, Request
+from fastapi import Depends
+from fastapi.requests import HTTPConnection
 from pydantic import BaseModel, ConfigDict
 
 from .dependencies import get_guard, optional_user, require_user
@@ -81,7 +82,7 @@ def _names(values: Iterable[str]) -> tuple[str, ...]:
 
 @functools.cache
 def _require(kind: Kind, names: tuple[str, ...], any_of: bool) -> UserDependency:
-    async def dependency(request: Request, user: User = Depends(require_user)) -> User:
+    async def dependency(request: HTTPConnection, user: User = Depends(require_user)) -> User:
         granted = _granted(user, kind, get_guard(request).config.roles_claim)
         ok = any(n in granted for n in names) if any_of else all(n in granted for n in names)
         if not ok:
@@ -161,11 +162,14 @@ def require_step_up(
 
 @functools.cache
 def _require_step_up(max_age: int | None, acr_values: tuple[str, ...]) -> UserDependency:
-    async def dependency(request: Request, user: User | None = Depends(optional_user)) -> User:
+    async def dependency(
+        request: HTTPConnection, user: User | None = Depends(optional_user)
+    ) -> User:
         guard = get_guard(request)
         bearer = "authorization" in request.headers
-        page = not bearer and request.method == "GET" and "text/html" in request.headers.get(
-            "accept", ""
+        page = (
+            not bearer and request.scope.get("method") == "GET"
+            and "text/html" in request.headers.get("accept", "")
         )  # fmt: skip
         try:
             if user is None:
@@ -191,7 +195,7 @@ def _require_step_up(max_age: int | None, acr_values: tuple[str, ...]) -> UserDe
 
 
 def _step_up_login(
-    request: Request, prefix: str, max_age: int | None, acr_values: tuple[str, ...]
+    request: HTTPConnection, prefix: str, max_age: int | None, acr_values: tuple[str, ...]
 ) -> str:
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     query: dict[str, str] = {"returnTo": path}
@@ -218,7 +222,7 @@ class AuthState(BaseModel):
     error: str | None = None
 
 
-async def auth_state(request: Request) -> AuthState:
+async def auth_state(request: HTTPConnection) -> AuthState:
     """The request's :class:`AuthState`; for routes that serve both users and anonymous callers."""
     guard = get_guard(request)
     method: Literal["bearer", "session"] = (

@@ -130,6 +130,7 @@ class GuardConfig:
     token_cache_size: int = 1024
     resolver_fetch_budget: int = 10  # fetches for issuers not yet verified, per interval
     resolver_budget_interval: float = 30.0
+    websocket_query_token: bool = False  # ?access_token= on sockets: leaks into logs (opt in)
     require_at_jwt: bool = False  # RFC 9068 strict: bearer tokens must say typ: at+jwt
     # Browser login and sessions
     routes_prefix: str = "/auth"

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-from fastapi import Request
+from fastapi.requests import HTTPConnection
 from fastapi.security import SecurityScopes
 
 from .errors import InsufficientScope, InvalidToken, LoginRedirect, NotAuthenticated
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 
-def get_guard(request: Request) -> OIDCGuard:
+def get_guard(request: HTTPConnection) -> OIDCGuard:
     """The guard installed on the request's app; a clear error if ``install`` was not called."""
     guard: OIDCGuard | None = getattr(request.app.state, "oidc_guard", None)
     if guard is None:
@@ -42,7 +42,7 @@ def get_guard(request: Request) -> OIDCGuard:
     return guard
 
 
-async def require_user(request: Request, security_scopes: SecurityScopes) -> User:
+async def require_user(request: HTTPConnection, security_scopes: SecurityScopes) -> User:
     """The authenticated user, or 401 JSON.
 
     With an ``Authorization`` header, that header is the only credential looked at: it must be
@@ -59,7 +59,7 @@ async def require_user(request: Request, security_scopes: SecurityScopes) -> Use
     return user
 
 
-async def require_page_user(request: Request) -> User:
+async def require_page_user(request: HTTPConnection) -> User:
     """For pages: the signed-in user, or a 302 to the login route that comes back here.
 
     The equivalent of nextjs-auth0's ``withPageAuthRequired``. API routes should use
@@ -76,7 +76,7 @@ async def require_page_user(request: Request) -> User:
         raise LoginRedirect("page needs a signed-in user", location=location) from err
 
 
-async def optional_user(request: Request) -> User | None:
+async def optional_user(request: HTTPConnection) -> User | None:
     """Like :func:`require_user`, but ``None`` when the request carries no credentials at all.
 
     Credentials that are present but invalid still answer 401: a broken token is never silently
@@ -107,7 +107,7 @@ def access_token(
 def _access_token(
     audience: str | None, scope: str | None, min_ttl: float
 ) -> Callable[..., Awaitable[AccessToken]]:
-    async def dependency(request: Request) -> AccessToken:
+    async def dependency(request: HTTPConnection) -> AccessToken:
         guard = get_guard(request)
         return await guard.access_token_for(
             request, audience=audience or guard.config.audience, scope=scope, min_ttl=min_ttl
@@ -130,7 +130,7 @@ def client_credentials_token(
 def _client_credentials_token(
     audience: str | None, scope: str | None, min_ttl: float
 ) -> Callable[..., Awaitable[AccessToken]]:
-    async def dependency(request: Request) -> AccessToken:
+    async def dependency(request: HTTPConnection) -> AccessToken:
         guard = get_guard(request)
         return await guard.tokens.client_credentials(
             audience=audience or guard.config.audience, scope=scope, min_ttl=min_ttl
@@ -140,7 +140,7 @@ def _client_credentials_token(
     return dependency
 
 
-async def userinfo(request: Request) -> User:
+async def userinfo(request: HTTPConnection) -> User:
     """The signed-in user's full profile from the provider's userinfo endpoint (Clerk's
     ``currentUser()``), as the guard's user model; cached per session for a minute. Its ``sub``
     must equal the session's. Declare fields with ``Field(exclude=True)`` in your user model to

@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from fastapi.requests import HTTPConnection
 from pydantic import ValidationError
 
 from ._http import build_client
@@ -36,6 +37,7 @@ from .sessions.revocation import MemoryRevocations, RevocationStore
 from .sessions.sealing import Sealer
 from .tokens import SeenIds, TokenService
 from .transactions import TransactionStore
+from .websocket_auth import socket_token
 
 __all__ = ["OIDCGuard", "parse_authorization"]
 
@@ -252,42 +254,51 @@ class OIDCGuard:
 
     # -- authentication ----------------------------------------------------------------------
 
-    async def authenticate(self, request: Request) -> User:
+    async def authenticate(self, request: HTTPConnection) -> User:
         """The user of ``request``; raises ``NotAuthenticated`` or ``InvalidToken``.
 
         An ``Authorization`` header, when present, is the only credential looked at; without
-        one, the session cookie is.
+        one, the session cookie is. On a WebSocket handshake, a ``bearer.<token>`` subprotocol
+        (or, with ``websocket_query_token``, ``?access_token=``) counts as a bearer token: see
+        ``fastapi_oidc_guard.websocket_auth``.
         """
         authorization = request.headers.get("authorization")
         if authorization is not None:
             return await self.user_from_token(parse_authorization(authorization))
+        if request.scope["type"] == "websocket":
+            token = socket_token(request.headers, request.query_params,
+                                 allow_query=self.config.websocket_query_token)  # fmt: skip
+            if token is not None:
+                return await self.user_from_token(token)
         user = await self.session_user(request)
         if user is None:
             raise NotAuthenticated("no Authorization header and no session")
         return user
 
-    async def session(self, request: Request) -> SessionData | None:
+    async def session(self, request: HTTPConnection) -> SessionData | None:
         """The request's browser session, or ``None``.
 
-        A cookie-authenticated unsafe request (POST, PUT, PATCH, DELETE) from another origin
-        raises :class:`CrossOriginRequest` (403) instead: see ``fastapi_oidc_guard.csrf``.
+        A cookie-authenticated unsafe request (any method but GET, HEAD, OPTIONS, TRACE), or a
+        WebSocket handshake, from another origin raises :class:`CrossOriginRequest` (403; a
+        refused socket) instead: see ``fastapi_oidc_guard.csrf``.
         """
         if self.sessions is None:
             return None
         session = await self.sessions.get(request.scope)
+        method = str(request.scope.get("method", "WEBSOCKET"))  # a handshake can change state
         if (
             session is not None
-            and is_unsafe(request.method)
+            and is_unsafe(method)
             and not write_allowed(request.headers, allowed_origins=self._write_origins)
         ):
             origin, site = request.headers.get("origin"), request.headers.get("sec-fetch-site")
             raise CrossOriginRequest(
-                f"{request.method} with the session cookie from origin {origin!r} "
+                f"{method} with the session cookie from origin {origin!r} "
                 f"(sec-fetch-site {site!r}); allowed: {sorted(self._write_origins)}"
             )
         return session
 
-    async def session_user(self, request: Request) -> User | None:
+    async def session_user(self, request: HTTPConnection) -> User | None:
         """The user of the request's session (built once per request), or ``None``."""
         if self.sessions is None:
             return None
@@ -308,7 +319,7 @@ class OIDCGuard:
 
     async def access_token_for(
         self,
-        request: Request,
+        request: HTTPConnection,
         *,
         audience: str | None,
         scope: str | None,
@@ -325,9 +336,10 @@ class OIDCGuard:
             return await self.tokens.for_session(
                 session, audience=audience, scope=scope, min_ttl=min_ttl,
                 persist=self._persister(request), force_refresh=force_refresh,
+                can_refresh=self._can_save(request),
             )  # fmt: skip
 
-    async def userinfo_for(self, request: Request) -> dict[str, Any]:
+    async def userinfo_for(self, request: HTTPConnection) -> dict[str, Any]:
         """The userinfo claims of the request's session (its ``sub`` checked by the caller);
         refreshes the access token first when needed, with the same rules as
         :meth:`access_token_for`."""
@@ -335,9 +347,18 @@ class OIDCGuard:
         if session is None:
             raise NotAuthenticated("userinfo needs a session")
         async with self._ending_on_refusal(request):
-            return await self.tokens.userinfo(session, persist=self._persister(request))
+            return await self.tokens.userinfo(
+                session, persist=self._persister(request), can_refresh=self._can_save(request)
+            )
 
-    def _persister(self, request: Request) -> Callable[[SessionData], Awaitable[None]]:
+    def _can_save(self, request: HTTPConnection) -> bool:
+        """A WebSocket has no response to carry a new cookie: a cookie session cannot save a
+        refresh there (the rotated refresh token would be lost), a store-backed one can."""
+        return request.scope["type"] != "websocket" or bool(
+            self.sessions and self.sessions.stateful
+        )
+
+    def _persister(self, request: HTTPConnection) -> Callable[[SessionData], Awaitable[None]]:
         sessions = self.sessions
         assert sessions is not None
 
@@ -347,7 +368,7 @@ class OIDCGuard:
         return persist
 
     @asynccontextmanager
-    async def _ending_on_refusal(self, request: Request) -> AsyncIterator[None]:
+    async def _ending_on_refusal(self, request: HTTPConnection) -> AsyncIterator[None]:
         """The one path for "the provider refused the refresh token": the session ends, for
         every caller (``access_token``, ``userinfo``, ``/auth/access-token``)."""
         try:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, WebSocket
+from fastapi.requests import HTTPConnection
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from .errors import (
@@ -98,17 +99,25 @@ def error_response(err: OIDCGuardError) -> Response:
     )
 
 
-async def _handle(request: Request, exc: Exception) -> Response:
+async def _handle(request: HTTPConnection, exc: Exception) -> Response | None:
     assert isinstance(exc, OIDCGuardError)
+    if isinstance(request, WebSocket):
+        # A refused socket: closed before accept (the server answers the handshake with 403),
+        # code 1008 (policy violation) and the error code as the reason; never an exception.
+        logger.info("websocket %s -> %s: %s", request.url.path, exc.code, exc)
+        await request.close(code=1008, reason=exc.code)
+        return None
     level = logging.INFO
     if isinstance(exc, TemporarilyUnavailable):
         level = logging.WARNING
     elif isinstance(exc, SessionTooLarge):
         level = logging.ERROR
-    logger.log(level, "%s %s -> %s: %s", request.method, request.url.path, exc.code, exc)
+    method = request.scope.get("method")
+    logger.log(level, "%s %s -> %s: %s", method, request.url.path, exc.code, exc)
     return error_response(exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the handler for every :class:`OIDCGuardError` on ``app``."""
-    app.add_exception_handler(OIDCGuardError, _handle)
+    """Register the handler for every :class:`OIDCGuardError` on ``app`` (HTTP requests get
+    the JSON answer; WebSocket handshakes are closed with 1008)."""
+    app.add_exception_handler(OIDCGuardError, _handle)  # type: ignore[arg-type]

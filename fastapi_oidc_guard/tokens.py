@@ -103,6 +103,7 @@ class TokenService:
         min_ttl: float,
         persist: Persist,
         force_refresh: bool = False,
+        can_refresh: bool = True,
     ) -> AccessToken:
         """A token for ``audience``/``scope`` valid for more than ``min_ttl`` seconds.
 
@@ -118,6 +119,8 @@ class TokenService:
         """
         key = self.key(audience, scope)
         tokens = None if force_refresh else self._fresh(session.tokens.get(key), min_ttl)
+        if tokens is None and not can_refresh:
+            raise LoginRequired("the access token needs a refresh that cannot be saved here")
         if tokens is None:
             session = await self._refresh(
                 session, audience=audience, scope=scope, min_ttl=min_ttl, force=force_refresh
@@ -305,7 +308,9 @@ class TokenService:
 
     # -- userinfo -----------------------------------------------------------------------------
 
-    async def userinfo(self, session: SessionData, *, persist: Persist) -> dict[str, Any]:
+    async def userinfo(
+        self, session: SessionData, *, persist: Persist, can_refresh: bool = True
+    ) -> dict[str, Any]:
         """The userinfo endpoint's claims for ``session``, cached per session for 60 s."""
         now = self._clock()
         cached = self._userinfo.get(session.id)
@@ -313,8 +318,9 @@ class TokenService:
             return cached[1]
         guard = self._guard
         token = await self.for_session(
-            session, audience=guard.config.audience, scope=None, min_ttl=10, persist=persist
-        )
+            session, audience=guard.config.audience, scope=None, min_ttl=10, persist=persist,
+            can_refresh=can_refresh,
+        )  # fmt: skip
         metadata = await guard.discovery.get()
         if not metadata.userinfo_endpoint:
             raise TemporarilyUnavailable("the provider has no userinfo_endpoint")

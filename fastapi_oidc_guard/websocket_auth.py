@@ -1,0 +1,53 @@
+"""Credentials on WebSocket handshakes, where browsers cannot set an ``Authorization`` header.
+
+- ``Authorization: Bearer <token>`` (non-browser clients) is looked at first, as on HTTP.
+- Browsers pass a bearer token as a subprotocol: ``new WebSocket(url, ["chat",
+  "bearer.<token>"])``. The server accepts with the app's own protocol (:func:`app_subprotocol`:
+  the first offered one that is not a token), never echoing the token back.
+- ``?access_token=<token>`` only when the app sets ``websocket_query_token=True``: query strings
+  end up in access logs, proxies and browser history, so the token leaks there.
+- Otherwise the session cookie, as on HTTP. A socket authenticated by the cookie must come from
+  an allowed origin (``Origin`` is the app's own or in ``trusted_origins``): cross-site WebSocket
+  hijacking from a sibling subdomain, or with ``SameSite=None``, is refused.
+
+Pure functions over the handshake's headers and query; no FastAPI import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = ["BEARER_PROTOCOL_PREFIX", "app_subprotocol", "offered_protocols", "socket_token"]
+
+BEARER_PROTOCOL_PREFIX = "bearer."
+QUERY_TOKEN = "access_token"
+
+
+def offered_protocols(headers: Mapping[str, str]) -> list[str]:
+    """The subprotocols the client offered (``Sec-WebSocket-Protocol``), in order."""
+    value = headers.get("sec-websocket-protocol", "")
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def socket_token(
+    headers: Mapping[str, str], query: Mapping[str, str], *, allow_query: bool
+) -> str | None:
+    """A bearer token passed as a ``bearer.<token>`` subprotocol (or, opted in, in the query)."""
+    for protocol in offered_protocols(headers):
+        if protocol.startswith(BEARER_PROTOCOL_PREFIX):
+            return protocol[len(BEARER_PROTOCOL_PREFIX) :]
+    if allow_query:
+        return query.get(QUERY_TOKEN) or None
+    return None
+
+
+def app_subprotocol(headers: Mapping[str, str]) -> str | None:
+    """The subprotocol to accept with: the first offered one that does not carry a token.
+
+    ``await websocket.accept(subprotocol=app_subprotocol(websocket.headers))``: browsers fail a
+    handshake that offered protocols when the server selects none.
+    """
+    for protocol in offered_protocols(headers):
+        if not protocol.startswith(BEARER_PROTOCOL_PREFIX):
+            return protocol
+    return None
