@@ -1,0 +1,243 @@
+"""WebSocket routes with the library's dependencies (issue #12, part 1): bearer header, the
+``bearer.<token>`` subprotocol, the opt-in query token, and the session cookie are accepted;
+no or bad credentials, missing scopes, other origins and pages are refused with 1008 before
+``accept``, never with an exception; overrides work as on HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import Depends, FastAPI, WebSocket
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.websockets import WebSocketDisconnect
+
+from fastapi_oidc_guard import (
+    AccessToken,
+    AuthState,
+    OIDCGuard,
+    User,
+    access_token,
+    auth_state,
+    optional_user,
+    require_page_user,
+    require_scopes,
+    require_step_up,
+    require_user,
+)
+from fastapi_oidc_guard.testing import FakeClock, FakeIssuer, login
+from fastapi_oidc_guard.websocket_auth import app_subprotocol
+
+from .web import BASE_URL, web_guard
+
+WS = "ws://127.0.0.1:8000"
+
+
+def socket_app(guard: OIDCGuard) -> FastAPI:
+    app = FastAPI()
+    guard.install(app)
+    token_for_api = access_token()
+
+    @app.websocket("/ws/me")
+    async def me(websocket: WebSocket, user: User = Depends(require_user)) -> None:
+        await websocket.accept(subprotocol=app_subprotocol(websocket.headers))
+        await websocket.send_json({"sub": user.sub})
+        await websocket.close()
+
+    @app.websocket("/ws/optional")
+    async def optional(websocket: WebSocket, user: User | None = Depends(optional_user)) -> None:
+        await websocket.accept()
+        await websocket.send_json({"sub": user.sub if user else None})
+        await websocket.close()
+
+    @app.websocket("/ws/admin")
+    async def admin(websocket: WebSocket, user: User = Depends(require_scopes("admin"))) -> None:
+        await websocket.accept()
+        await websocket.close()
+
+    @app.websocket("/ws/page")
+    async def page(websocket: WebSocket, user: User = Depends(require_page_user)) -> None:
+        await websocket.accept()
+        await websocket.close()
+
+    @app.websocket("/ws/step-up")
+    async def step_up(
+        websocket: WebSocket, user: User = Depends(require_step_up(max_age=60))
+    ) -> None:
+        await websocket.accept()
+        await websocket.close()
+
+    @app.websocket("/ws/state")
+    async def state(websocket: WebSocket, who: AuthState = Depends(auth_state)) -> None:
+        await websocket.accept()
+        await websocket.send_json({"authenticated": who.authenticated, "method": who.method})
+        await websocket.close()
+
+    @app.websocket("/ws/token")
+    async def token(websocket: WebSocket, tok: AccessToken = Depends(token_for_api)) -> None:
+        await websocket.accept()
+        await websocket.send_json({"jwt": tok.is_jwt})
+        await websocket.close()
+
+    return app
+
+
+@pytest.fixture
+def guard(issuer: FakeIssuer, clock: FakeClock) -> OIDCGuard:
+    return web_guard(issuer, clock)
+
+
+@pytest.fixture
+def client(guard: OIDCGuard) -> Iterator[TestClient]:
+    with TestClient(socket_app(guard), base_url=BASE_URL) as test_client:
+        yield test_client
+
+
+def refused(client: TestClient, path: str, **kwargs: Any) -> tuple[int, str]:
+    """The close code and reason of a socket refused before accept."""
+    with (
+        pytest.raises(WebSocketDisconnect) as caught,
+        client.websocket_connect(WS + path, **kwargs),
+    ):
+        pass
+    return caught.value.code, caught.value.reason
+
+
+def test_bearer_header(client: TestClient, issuer: FakeIssuer) -> None:
+    headers = {"Authorization": f"Bearer {issuer.mint(sub='api-client')}"}
+    with client.websocket_connect(WS + "/ws/me", headers=headers) as socket:
+        assert socket.receive_json() == {"sub": "api-client"}
+
+
+def test_bearer_subprotocol_for_browsers(client: TestClient, issuer: FakeIssuer) -> None:
+    token = issuer.mint(sub="browser-app")
+    with client.websocket_connect(
+        WS + "/ws/me", subprotocols=["chat", f"bearer.{token}"]
+    ) as socket:
+        assert socket.accepted_subprotocol == "chat"  # never the token
+        assert socket.receive_json() == {"sub": "browser-app"}
+
+
+def test_query_token_only_when_opted_in(issuer: FakeIssuer, clock: FakeClock) -> None:
+    token = issuer.mint(sub="q")
+    with TestClient(socket_app(web_guard(issuer, clock)), base_url=BASE_URL) as plain:
+        assert refused(plain, f"/ws/me?access_token={token}") == (1008, "not_authenticated")
+    opted = web_guard(issuer, clock, websocket_query_token=True)
+    with (
+        TestClient(socket_app(opted), base_url=BASE_URL) as client,
+        client.websocket_connect(f"{WS}/ws/me?access_token={token}") as socket,
+    ):
+        assert socket.receive_json() == {"sub": "q"}
+
+
+def test_session_cookie(client: TestClient, issuer: FakeIssuer) -> None:
+    login(client, issuer)
+    with client.websocket_connect(WS + "/ws/me", headers={"Origin": BASE_URL}) as socket:
+        assert socket.receive_json() == {"sub": "user-1"}
+    with client.websocket_connect(WS + "/ws/state") as socket:
+        assert socket.receive_json() == {"authenticated": True, "method": "session"}
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs", "reason"),
+    [
+        ("/ws/me", {}, "not_authenticated"),
+        ("/ws/me", {"headers": {"Authorization": "Bearer not-a-jwt"}}, "invalid_token"),
+        ("/ws/me", {"subprotocols": ["bearer.x.y.z"]}, "invalid_token"),
+        ("/ws/me", {"headers": {"Authorization": "Basic dTpw"}}, "invalid_token"),
+        ("/ws/page", {}, "not_authenticated"),
+        ("/ws/step-up", {}, "not_authenticated"),
+    ],
+    ids=["none", "bad-bearer", "bad-subprotocol", "basic", "page", "step-up"],
+)
+def test_refused_sockets_close_with_1008_before_accept(
+    client: TestClient, path: str, kwargs: dict[str, Any], reason: str
+) -> None:
+    assert refused(client, path, **kwargs) == (1008, reason)
+
+
+def test_missing_scope_and_old_login_refuse_the_socket(
+    client: TestClient, issuer: FakeIssuer
+) -> None:
+    headers = {"Authorization": f"Bearer {issuer.mint(scope='read')}"}
+    assert refused(client, "/ws/admin", headers=headers) == (1008, "insufficient_scope")
+    assert refused(client, "/ws/step-up", headers=headers) == (
+        1008, "insufficient_user_authentication",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example.test", "http://blog.127.0.0.1:8000"])
+def test_cross_site_websocket_hijacking_is_refused(
+    client: TestClient, issuer: FakeIssuer, origin: str
+) -> None:
+    """Attack: a page on another origin (a sibling subdomain: Lax cookies go along) opens a
+    socket with the victim's session cookie."""
+    login(client, issuer)
+    assert refused(client, "/ws/me", headers={"Origin": origin}) == (1008, "cross_origin_request")
+
+
+def test_overrides_work_on_sockets(guard: OIDCGuard) -> None:
+    app = socket_app(guard)
+    app.dependency_overrides[require_user] = lambda: User(sub="overridden")
+    with (
+        TestClient(app, base_url=BASE_URL) as client,
+        client.websocket_connect(WS + "/ws/me") as socket,
+    ):
+        assert socket.receive_json() == {"sub": "overridden"}
+
+
+def test_optional_user_without_credentials_is_anonymous(client: TestClient) -> None:
+    with client.websocket_connect(WS + "/ws/optional") as socket:
+        assert socket.receive_json() == {"sub": None}
+
+
+def test_a_cookie_session_never_refreshes_on_a_socket(
+    client: TestClient, issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    """The rotated refresh token could not reach the browser (no response to set a cookie):
+    refreshing there would lose it. The login's token is still handed out while fresh."""
+    login(client, issuer)
+    with client.websocket_connect(WS + "/ws/token") as socket:
+        assert socket.receive_json() == {"jwt": True}
+    clock.advance(3600)
+    assert refused(client, "/ws/token") == (1008, "login_required")
+    assert not any(g.revoked for g in issuer.oauth.used_refresh.values())
+
+
+def test_a_store_backed_session_refreshes_on_a_socket(issuer: FakeIssuer, clock: FakeClock) -> None:
+    guard = web_guard(issuer, clock, session_backend="memory")
+    with TestClient(socket_app(guard), base_url=BASE_URL) as client:
+        login(client, issuer)
+        clock.advance(3600)
+        with client.websocket_connect(WS + "/ws/token") as socket:
+            assert socket.receive_json() == {"jwt": True}
+
+
+HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80)
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    headers=st.dictionaries(
+        st.sampled_from(["authorization", "sec-websocket-protocol", "origin", "cookie"]),
+        HEADER_TEXT, max_size=4,
+    ),
+    path=st.sampled_from(["/ws/me", "/ws/optional", "/ws/admin", "/ws/state", "/ws/token"]),
+)  # fmt: skip
+def test_handshake_fuzz_never_crashes(
+    client: TestClient, headers: dict[str, str], path: str
+) -> None:
+    offered = [p.strip() for p in headers.pop("sec-websocket-protocol", "").split(",")]
+    codes = []
+    try:
+        with client.websocket_connect(
+            WS + path, headers=headers, subprotocols=[p for p in offered if p]
+        ) as socket:
+            socket.receive_json()
+    except WebSocketDisconnect as closed:
+        codes.append(closed.code)
+    assert set(codes) <= {1000, 1008}
