@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from fastapi.requests import HTTPConnection
 from pydantic import ValidationError
 
@@ -35,6 +35,7 @@ from .sessions.memory import MemorySessionBackend
 from .sessions.middleware import SessionMiddleware
 from .sessions.revocation import MemoryRevocations, RevocationStore
 from .sessions.sealing import Sealer
+from .socket_lifetime import close_when_ended, credential_check
 from .tokens import SeenIds, TokenService
 from .transactions import TransactionStore
 from .websocket_auth import socket_token
@@ -390,6 +391,15 @@ class OIDCGuard:
     def public_profile(self, user: User) -> dict[str, Any]:
         """What ``/auth/profile`` sends to the browser."""
         return user.model_dump(by_alias=True, exclude_none=True)
+
+    def while_authenticated(
+        self, websocket: WebSocket, *, every: float = 5.0
+    ) -> AbstractAsyncContextManager[None]:
+        """``async with guard.while_authenticated(websocket): ...``: the socket is closed (1008)
+        as soon as its token expires, its session is logged out (here or, through Redis, on any
+        instance) or reaches its absolute lifetime; checked every ``every`` seconds. Use it in
+        a WebSocket route after the dependency authenticated the socket."""
+        return close_when_ended(websocket, credential_check(self, websocket), every=every)
 
     async def user_from_token(self, token: str) -> User:
         """Verify a bearer access token and build the user model from its claims.

@@ -241,3 +241,99 @@ def test_handshake_fuzz_never_crashes(
     except WebSocketDisconnect as closed:
         codes.append(closed.code)
     assert set(codes) <= {1000, 1008}
+
+
+# -- sockets that end when their credentials do ------------------------------------------------
+
+
+def held_socket_app(guard: OIDCGuard) -> FastAPI:
+    app = socket_app(guard)
+
+    @app.websocket("/ws/live")
+    async def live(websocket: WebSocket, user: User = Depends(require_user)) -> None:
+        await websocket.accept(subprotocol=app_subprotocol(websocket.headers))
+        async with guard.while_authenticated(websocket, every=0.01):
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                await websocket.send_json({"echo": message.get("text"), "sub": user.sub})
+
+    return app
+
+
+def closed_reason(socket: Any) -> tuple[int, str]:
+    """Wait (bounded) for the server to close the socket; its code and reason."""
+    for _ in range(500):
+        try:
+            socket.send_text("ping")
+            socket.receive_json()
+        except WebSocketDisconnect as closed:
+            return closed.code, closed.reason
+    raise AssertionError("the socket stayed open")
+
+
+def test_a_socket_closes_when_its_bearer_token_expires(
+    guard: OIDCGuard, issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    token = issuer.mint(sub="live", exp=int(clock()) + 120)
+    with (
+        TestClient(held_socket_app(guard), base_url=BASE_URL) as client,
+        client.websocket_connect(WS + "/ws/live", subprotocols=["chat", f"bearer.{token}"]) as ws,
+    ):
+        ws.send_text("hi")
+        assert ws.receive_json() == {"echo": "hi", "sub": "live"}
+        clock.advance(120 + guard.config.leeway)
+        assert closed_reason(ws) == (1008, "token_expired")
+
+
+@pytest.mark.parametrize("backend", ["cookie", "memory"])
+def test_a_socket_closes_when_its_session_logs_out_in_another_tab(
+    issuer: FakeIssuer, clock: FakeClock, backend: str
+) -> None:
+    guard = web_guard(issuer, clock, session_backend=backend)
+    with TestClient(held_socket_app(guard), base_url=BASE_URL) as client:
+        login(client, issuer)
+        with client.websocket_connect(WS + "/ws/live") as ws:
+            ws.send_text("hi")
+            assert ws.receive_json()["sub"] == "user-1"
+            assert client.post("/auth/logout", follow_redirects=False).status_code == 302
+            assert closed_reason(ws) == (1008, "session_ended")
+
+
+def test_a_socket_closes_at_the_session_s_absolute_lifetime(
+    guard: OIDCGuard, issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    with TestClient(held_socket_app(guard), base_url=BASE_URL) as client:
+        login(client, issuer)
+        with client.websocket_connect(WS + "/ws/live") as ws:
+            ws.send_text("hi")
+            ws.receive_json()
+            clock.advance(guard.config.session_absolute)
+            assert closed_reason(ws) == (1008, "session_expired")
+
+
+def test_a_socket_on_b_closes_when_a_receives_the_back_channel_logout(
+    issuer: FakeIssuer, clock: FakeClock, redis_server: Any
+) -> None:
+    """Two instances on one real Redis: the provider's back-channel logout reaches A; the
+    socket held open on B closes."""
+    from .test_backchannel import logout_token
+
+    guard_a = web_guard(issuer, clock, session_backend="redis", redis_url=redis_server.url)
+    guard_b = web_guard(issuer, clock, session_backend="redis", redis_url=redis_server.url)
+    with (
+        TestClient(held_socket_app(guard_a), base_url=BASE_URL) as a,
+        TestClient(held_socket_app(guard_b), base_url=BASE_URL) as b,
+    ):
+        login(a, issuer)
+        for name, value in a.cookies.items():
+            b.cookies.set(name, value)
+        with b.websocket_connect(WS + "/ws/live") as ws:
+            ws.send_text("hi")
+            assert ws.receive_json()["sub"] == "user-1"
+            sid = next(iter(issuer.oauth.refresh.values())).sid
+            answer = a.post("/auth/backchannel-logout",
+                            data={"logout_token": logout_token(issuer, sid=sid)})  # fmt: skip
+            assert answer.status_code == 200
+            assert closed_reason(ws) == (1008, "session_ended")

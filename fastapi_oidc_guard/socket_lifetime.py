@@ -1,0 +1,128 @@
+"""Sockets that end when their credentials do.
+
+A WebSocket is authenticated once, at the handshake; its credentials may end long before the
+socket does. ``async with guard.while_authenticated(websocket): ...`` checks them every
+``every`` seconds and closes the socket (code 1008, the reason says why) as soon as:
+
+- its bearer token expires or no longer verifies (``token_expired`` / ``invalid_token``);
+- its session was logged out or ended by a back-channel logout, on this instance or, through
+  the shared store (Redis), on any other (``session_ended``);
+- its session reaches its absolute lifetime (``session_expired``).
+
+A store that cannot be reached (503) does not close the socket: an outage is not a logout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Protocol
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from .config import GuardConfig
+from .errors import ExpiredToken, InvalidToken, TemporarilyUnavailable
+from .models import User
+from .sessions.cookie import CookieSessionBackend
+from .sessions.manager import SessionManager
+from .websocket_auth import socket_token
+
+__all__ = ["close_when_ended", "credential_check"]
+
+logger = logging.getLogger("fastapi_oidc_guard")
+
+Check = Callable[[], Awaitable[str | None]]
+
+
+class _Verifier(Protocol):
+    config: GuardConfig
+    sessions: SessionManager | None
+
+    async def user_from_token(self, token: str) -> User: ...
+
+
+def credential_check(guard: _Verifier, websocket: WebSocket) -> Check:
+    """A check that returns why the socket's credentials ended, or ``None`` while they hold."""
+    header = websocket.headers.get("authorization", "")
+    token = header.partition(" ")[2].strip() if header else None
+    token = token or socket_token(
+        websocket.headers, websocket.query_params, allow_query=guard.config.websocket_query_token
+    )
+    sessions = guard.sessions
+    if token:
+
+        async def bearer() -> str | None:
+            try:
+                await guard.user_from_token(token)
+            except ExpiredToken:
+                return "token_expired"
+            except InvalidToken:
+                return "invalid_token"
+            return None
+
+        return bearer
+    if sessions is None:
+        raise ValueError("while_authenticated needs a socket authenticated by a token or session")
+    slot = sessions.slot(websocket.scope)
+    session, key = slot.session, slot.key
+    if session is None:
+        raise ValueError("while_authenticated: the socket has no session (authenticate it first)")
+
+    async def session_check() -> str | None:
+        if guard.config.clock() >= sessions.expires_at(session.model_copy(
+                update={"last_active": guard.config.clock()})):  # fmt: skip
+            return "session_expired"  # the absolute lifetime (the socket counts as use)
+        backend = sessions.backend
+        if isinstance(backend, CookieSessionBackend) or key is None:
+            ended = await sessions.revocations.revoked(session)
+        else:
+            ended = await backend.load(key) is None
+        return "session_ended" if ended else None
+
+    return session_check
+
+
+@asynccontextmanager
+async def close_when_ended(
+    websocket: WebSocket, check: Check, *, every: float = 5.0
+) -> AsyncIterator[None]:
+    """Run the block; meanwhile, every ``every`` seconds, check the credentials. Once
+    ``check`` says why they ended, the socket is closed (1008, that reason) and the block is
+    cancelled (like ``asyncio.timeout``): the ``async with`` then ends normally."""
+    if not every > 0:
+        raise ValueError("every must be a positive number of seconds")
+    owner = asyncio.current_task()
+    assert owner is not None
+    ended: list[str] = []
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                reason = await check()
+            except TemporarilyUnavailable as err:  # an outage is not a logout
+                logger.warning("socket credentials not checked: %s", err)
+                continue
+            if reason is not None:
+                break
+        ended.append(reason)
+        owner.cancel()  # the block stops first: it never sends after the close
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        yield
+    except asyncio.CancelledError:
+        if not ended:
+            raise  # cancelled by someone else
+        owner.uncancel()
+        logger.info("closing socket %s: %s", websocket.url.path, ended[0])
+        if websocket.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(RuntimeError):  # the client is closing at the same time
+                await websocket.close(code=1008, reason=ended[0])
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
