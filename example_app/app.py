@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
@@ -132,6 +132,20 @@ def create_app(
     @app.get("/fetch-demo", response_class=HTMLResponse)
     async def fetch_demo(user: User = Depends(require_page_user)) -> str:
         return pages.fetch_demo(user)
+
+    @app.get("/live", response_class=HTMLResponse)
+    async def live_page(user: User = Depends(require_page_user)) -> str:
+        return pages.live(user)
+
+    @app.websocket("/ws/live")
+    async def live(websocket: WebSocket, user: User = Depends(require_user)) -> None:
+        await websocket.accept()
+        async with guard.while_authenticated(websocket, every=1.0):
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                await websocket.send_text(f"{user.sub}: {message.get('text', '')[:200]}")
 
     @app.get("/api/protected")
     async def protected(user: User = Depends(require_user)) -> dict[str, Any]:

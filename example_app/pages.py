@@ -13,7 +13,7 @@ _HEAD = (
     "white-space:pre-wrap;word-break:break-all}}"
     ".dev{{background:#fff3cd;padding:.5rem;border-radius:6px}}</style></head><body>"
     "<nav><a href='/'>Home</a><a href='/profile'>Profile</a><a href='/fetch-demo'>Fetch demo</a>"
-    "</nav>"
+    "<a href='/live'>Live</a></nav>"
 )
 
 
@@ -76,3 +76,23 @@ document.getElementById("external-button").addEventListener("click",
         "<pre id='external'></pre>" + script
     )
     return _page("Fetch demo", body)
+
+
+def live(user: User) -> str:
+    """A socket that lives as long as the session: log out in another tab and it closes."""
+    script = """
+<script>
+const socket = new WebSocket(location.origin.replace(/^http/, "ws") + "/ws/live");
+const log = document.getElementById("log");
+socket.onopen = () => { log.textContent = "open"; socket.send("hello"); };
+socket.onmessage = (event) => { log.textContent = "open " + event.data; };
+socket.onclose = (event) => {
+  document.getElementById("closed").textContent = event.code + " " + event.reason;
+};
+</script>"""
+    body = (
+        f"<h1>Live for {escape(user.sub)}</h1><p>A WebSocket authenticated by the session "
+        "cookie; it closes when the session ends (log out in another tab).</p>"
+        "<pre id='log'>connecting...</pre><pre id='closed'></pre>"
+    )
+    return _page("Live", body + script)

@@ -1,6 +1,7 @@
 """The example app in a real headless Chromium (Debian's, driven by Playwright; nothing is
 downloaded): log in through the development issuer's page, see the protected page, see the fetch
-result and the bundled API's answer, log out with the page's POST form."""
+result and the bundled API's answer, open the live page's WebSocket and see it closed (1008
+session_ended) when another tab logs out, log in again, log out with the page's POST form."""
 
 from __future__ import annotations
 
@@ -57,6 +58,15 @@ def browser_page() -> Iterator[Any]:
     shutil.rmtree(profile, ignore_errors=True)
 
 
+def login_again(page: Any, base: str) -> None:
+    page.goto(base + "/")
+    page.click("#login")
+    page.wait_for_selector("text=Development issuer")
+    page.fill("#login", "carol")
+    page.click("#submit")
+    page.wait_for_selector("#greeting")
+
+
 def test_example_app_in_headless_chromium(browser_page: Any) -> None:
     page = browser_page
     sock = free_socket()
@@ -82,6 +92,18 @@ def test_example_app_in_headless_chromium(browser_page: Any) -> None:
         page.wait_for_function("document.getElementById('external').textContent.length > 0")
         assert "Secret data for carol" in page.inner_text("#external")
         page.screenshot(path=os.path.join(tempfile.gettempdir(), "example-fetch-demo.png"))
+
+        # A socket that lives as long as the session: logging out in another tab closes it.
+        page.goto(base + "/live")
+        page.wait_for_function("document.getElementById('log').textContent.includes('carol:')")
+        other_tab = page.context.new_page()
+        other_tab.goto(base + "/")
+        other_tab.click("form[method='post'][action='/auth/logout'] button[type='submit']")
+        other_tab.wait_for_selector("#login")
+        page.wait_for_function("document.getElementById('closed').textContent.length > 0")
+        assert page.inner_text("#closed") == "1008 session_ended"
+        other_tab.close()
+        login_again(page, base)
 
         page.goto(base + "/")
         # Logging out is a form POST (Chromium sends Origin: same-origin), not a link
