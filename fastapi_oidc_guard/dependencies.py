@@ -9,17 +9,42 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from fastapi.requests import HTTPConnection
 from fastapi.security import SecurityScopes
 
+from .config import GuardConfig
 from .errors import InsufficientScope, InvalidToken, LoginRedirect, NotAuthenticated
-from .models import AccessToken, User
+from .models import AccessToken, SessionData, User
+from .tokens import TokenService
 
-if TYPE_CHECKING:
-    from .guard import OIDCGuard
+
+class GuardAPI(Protocol):
+    """What the dependencies use of the guard installed on the app (no import of ``guard``)."""
+
+    config: GuardConfig
+    tokens: TokenService
+
+    async def authenticate(self, request: HTTPConnection) -> User: ...
+
+    async def session(self, request: HTTPConnection) -> SessionData | None: ...
+
+    async def access_token_for(
+        self,
+        request: HTTPConnection,
+        *,
+        audience: str | None,
+        scope: str | None,
+        min_ttl: float = 60.0,
+        force_refresh: bool = False,
+    ) -> AccessToken: ...
+
+    async def userinfo_for(self, request: HTTPConnection) -> dict[str, Any]: ...
+
+    def user_from_claims(self, claims: dict[str, Any]) -> User: ...
+
 
 __all__ = [
     "access_token",
@@ -32,9 +57,9 @@ __all__ = [
 ]
 
 
-def get_guard(request: HTTPConnection) -> OIDCGuard:
+def get_guard(request: HTTPConnection) -> GuardAPI:
     """The guard installed on the request's app; a clear error if ``install`` was not called."""
-    guard: OIDCGuard | None = getattr(request.app.state, "oidc_guard", None)
+    guard: GuardAPI | None = getattr(request.app.state, "oidc_guard", None)
     if guard is None:
         raise RuntimeError(
             "fastapi_oidc_guard: no guard on this app; call guard.install(app) at start-up"

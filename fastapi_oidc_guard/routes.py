@@ -5,10 +5,11 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from fastapi import APIRouter, Request
+from fastapi.requests import HTTPConnection
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from . import flows, step_up
@@ -27,13 +28,34 @@ from .errors import (
 )
 from .http_errors import error_response
 from .login_params import login_ask
-from .models import SessionData, TokenSet
+from .models import AccessToken, SessionData, TokenSet, User
 from .pkce import code_challenge, random_token
-from .tokens import provider_refusal
-from .transactions import Transaction
+from .tokens import TokenHost, TokenService, provider_refusal
+from .transactions import Transaction, TransactionStore
 
-if TYPE_CHECKING:
-    from .guard import OIDCGuard
+
+class RouterHost(TokenHost, Protocol):
+    """What the ``/auth`` routes use of the guard (no import of ``guard``)."""
+
+    tokens: TokenService
+    transactions: TransactionStore | None
+
+    async def access_token_for(
+        self,
+        request: HTTPConnection,
+        *,
+        audience: str | None,
+        scope: str | None,
+        min_ttl: float = 60.0,
+        force_refresh: bool = False,
+    ) -> AccessToken: ...
+
+    async def session_user(self, request: HTTPConnection) -> User | None: ...
+
+    def public_profile(self, user: User) -> dict[str, Any]: ...
+
+    async def first_logout_use(self, claims: dict[str, Any]) -> bool: ...
+
 
 __all__ = ["build_router", "safe_return_to", "session_claims"]
 
@@ -100,7 +122,7 @@ async def _small_form(request: Request, limit: int = 32 * 1024) -> dict[str, str
         return None
 
 
-def build_router(guard: OIDCGuard) -> APIRouter:
+def build_router(guard: RouterHost) -> APIRouter:
     """The ``/auth/*`` router for ``guard`` (its prefix comes from the configuration)."""
     cfg = guard.config
     assert cfg.client_id is not None and cfg.base_url is not None

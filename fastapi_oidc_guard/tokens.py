@@ -15,12 +15,14 @@ import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
 from . import flows
 from ._http import loads_strict
+from .config import GuardConfig
+from .discovery import DiscoveryCache
 from .errors import (
     InvalidToken,
     LoginRequired,
@@ -30,11 +32,23 @@ from .errors import (
     TokenRequestFailed,
 )
 from .models import AccessToken, SessionData, TokenSet
+from .sessions.manager import SessionManager
+from .verify import TokenVerifier
 
-if TYPE_CHECKING:
-    from .guard import OIDCGuard
 
-__all__ = ["Persist", "SeenIds", "TokenService", "provider_refusal", "token_key"]
+class TokenHost(Protocol):
+    """What :class:`TokenService` uses of the guard that builds it (no import of ``guard``)."""
+
+    config: GuardConfig
+    sessions: SessionManager | None
+    discovery: DiscoveryCache
+    credentials: flows.ClientCredentials
+    verifier: TokenVerifier
+
+    def http_client(self) -> httpx.AsyncClient: ...
+
+
+__all__ = ["Persist", "SeenIds", "TokenHost", "TokenService", "provider_refusal", "token_key"]
 
 logger = logging.getLogger("fastapi_oidc_guard.tokens")
 
@@ -77,7 +91,7 @@ def _fingerprint(refresh_token: str) -> str:
 class TokenService:
     """Gets fresh access tokens for a session or for the app itself (client credentials)."""
 
-    def __init__(self, guard: OIDCGuard) -> None:
+    def __init__(self, guard: TokenHost) -> None:
         self._guard = guard
         self._clock = guard.config.clock
         self._flights: dict[str, asyncio.Task[tuple[SessionData, bool]]] = {}

@@ -17,13 +17,31 @@ import secrets
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from ._pages import InvalidRequest
+from ._errors import InvalidRequest
 
-if TYPE_CHECKING:
-    from .issuer import FakeIssuer
+
+class _Signer(Protocol):
+    """What the OAuth side needs of the issuer (no import of ``issuer``: no cycle)."""
+
+    issuer: str
+    client_id: str
+    client_secret: str
+    clock: Callable[[], float]
+    redirect_uris: tuple[str, ...] | None
+    post_logout_redirect_uris: tuple[str, ...] | None
+
+    def sign(
+        self,
+        payload: dict[str, Any] | bytes,
+        *,
+        header: dict[str, Any] | None = None,
+    ) -> str: ...
+
+    def mint(self, *, header: dict[str, Any] | None = None, **claims: Any) -> str: ...
+
 
 __all__ = ["AuthorizationServer", "Grant", "registration"]
 
@@ -74,7 +92,7 @@ def _half_hash(value: str) -> str:
 class AuthorizationServer:
     """State and endpoints of the fake issuer's OAuth side (see the module docstring)."""
 
-    def __init__(self, issuer: FakeIssuer) -> None:
+    def __init__(self, issuer: _Signer) -> None:
         self.issuer = issuer
         self.next_user: dict[str, Any] = {
             "sub": "user-1",

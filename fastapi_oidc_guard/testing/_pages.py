@@ -9,13 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-if TYPE_CHECKING:
-    from .issuer import FakeIssuer
+from ._errors import InvalidRequest
+from ._oauth import AuthorizationServer
+
+
+class _Served(Protocol):
+    """What the HTTP side needs of the issuer (no import of ``issuer``: no cycle)."""
+
+    oauth: AuthorizationServer
+    preset_users: list[dict[str, Any]]
+
+    @property
+    def base(self) -> str: ...
+
+    async def _handle(self, request: httpx.Request) -> httpx.Response: ...
+
 
 __all__ = [
     "MAX_FORM_BYTES",
@@ -46,10 +59,6 @@ _STYLE = (
 )
 
 
-class InvalidRequest(ValueError):
-    """A request answered with 400 by the issuer itself, never by redirecting anywhere."""
-
-
 def parse_form(body: bytes, content_type: str | None) -> dict[str, str]:
     """A strict ``application/x-www-form-urlencoded`` body: UTF-8, bounded, no repeated names.
 
@@ -72,7 +81,7 @@ def parse_form(body: bytes, content_type: str | None) -> dict[str, str]:
     return form
 
 
-async def serve_asgi(issuer: FakeIssuer, scope: Scope, receive: Receive, send: Send) -> None:
+async def serve_asgi(issuer: _Served, scope: Scope, receive: Receive, send: Send) -> None:
     """``FakeIssuer.asgi``: read the request (bounded), answer it like the in-process transport."""
     if scope["type"] != "http":
         return
@@ -92,7 +101,7 @@ async def serve_asgi(issuer: FakeIssuer, scope: Scope, receive: Receive, send: S
     await send({"type": "http.response.body", "body": response.content})
 
 
-def _request_from(issuer: FakeIssuer, scope: Scope, body: bytes) -> httpx.Request:
+def _request_from(issuer: _Served, scope: Scope, body: bytes) -> httpx.Request:
     """The request addressed to the issuer's own URL (path relative to where it is mounted).
 
     ``body`` was read up to just past ``MAX_FORM_BYTES``; :func:`parse_form` refuses it then.
@@ -154,7 +163,7 @@ def render_login_page(*, action: str, params: dict[str, str], users: list[str]) 
     )
 
 
-def login_page(issuer: FakeIssuer, params: dict[str, str], *, submitted: bool) -> httpx.Response:
+def login_page(issuer: _Served, params: dict[str, str], *, submitted: bool) -> httpx.Response:
     """The interactive ``/authorize``: the login page, or (``submitted``) sign in and redirect.
 
     An unknown client or an unregistered redirect URI raises :class:`InvalidRequest` before
