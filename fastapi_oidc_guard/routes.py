@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from . import flows, step_up
 from ._pages import logout_confirmation
 from .csrf import same_origin_navigation, write_allowed
+from .dependencies import GuardAPI
 from .errors import (
     AccessDenied,
     CrossOriginRequest,
@@ -28,27 +29,17 @@ from .errors import (
 )
 from .http_errors import error_response
 from .login_params import login_ask
-from .models import AccessToken, SessionData, TokenSet, User
+from .models import SessionData, TokenSet, User
 from .pkce import code_challenge, random_token
 from .tokens import TokenHost, TokenService, provider_refusal
 from .transactions import Transaction, TransactionStore
 
 
-class RouterHost(TokenHost, Protocol):
+class RouterHost(GuardAPI, TokenHost, Protocol):
     """What the ``/auth`` routes use of the guard (no import of ``guard``)."""
 
     tokens: TokenService
     transactions: TransactionStore | None
-
-    async def access_token_for(
-        self,
-        request: HTTPConnection,
-        *,
-        audience: str | None,
-        scope: str | None,
-        min_ttl: float = 60.0,
-        force_refresh: bool = False,
-    ) -> AccessToken: ...
 
     async def session_user(self, request: HTTPConnection) -> User | None: ...
 
