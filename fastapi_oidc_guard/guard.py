@@ -18,7 +18,6 @@ from .csrf import is_unsafe, write_allowed
 from .errors import (
     ConfigurationError,
     CrossOriginRequest,
-    InvalidToken,
     InvalidUserClaims,
     LoginRequired,
     NotAuthenticated,
@@ -38,7 +37,7 @@ from .sessions.sealing import Sealer
 from .socket_lifetime import close_when_ended, credential_check
 from .tokens import SeenIds, TokenService
 from .transactions import TransactionStore
-from .websocket_auth import socket_token
+from .websocket_auth import parse_authorization, socket_token
 
 __all__ = ["OIDCGuard", "parse_authorization"]
 
@@ -54,15 +53,6 @@ def _named_backend(cfg: GuardConfig, sealer: Sealer) -> AnyBackend:
 
         return RedisSessionBackend(sealer=sealer, url=cfg.redis_url, clock=cfg.clock)
     return CookieSessionBackend(sealer)
-
-
-def parse_authorization(value: str) -> str:
-    """The token of an ``Authorization: Bearer <token>`` header value; ``InvalidToken`` else."""
-    scheme, _, token = value.partition(" ")
-    token = token.strip(" ")
-    if scheme.lower() != "bearer" or not token or " " in token:
-        raise InvalidToken("Authorization header is not 'Bearer <token>'")
-    return token
 
 
 class OIDCGuard:

@@ -29,14 +29,7 @@ from .discovery import DiscoveryCache
 from .errors import ClaimError, InvalidAudience, TemporarilyUnavailable
 from .jose import parse_compact
 from .jwks import RemoteKeySet
-from .verify import TokenVerifier, check_times
-
-
-def _audience_list(aud: object) -> list[str]:
-    if isinstance(aud, str):
-        return [aud]
-    return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
-
+from .verify import TokenVerifier, audience_values, check_times
 
 __all__ = ["IssuerStack", "IssuerVerifiers", "TrustedIssuer", "build_issuer_stack"]
 
@@ -160,7 +153,7 @@ class IssuerVerifiers:
             if trusted is not None and trusted.issuer == iss:
                 # Checks that need no network first: expired or foreign junk costs nothing.
                 check_times(claims, now=self._cfg.clock(), leeway=self._cfg.leeway)
-                if trusted.audience not in _audience_list(claims.get("aud")):
+                if trusted.audience not in audience_values(claims):
                     raise InvalidAudience("aud", f"expected {trusted.audience!r}")
                 stack = build_issuer_stack(
                     self._cfg, issuer=iss, audience=trusted.audience, client_id=trusted.client_id,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from .config import GuardConfig
 from .errors import InvalidRequest
 
-__all__ = ["LoginAsk", "login_ask"]
+__all__ = ["MAX_PARAM", "LoginAsk", "has_control_chars", "login_ask"]
 
 logger = logging.getLogger("fastapi_oidc_guard.routes")
 
@@ -48,7 +48,7 @@ class LoginAsk:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def _has_control_chars(value: str) -> bool:
+def has_control_chars(value: str) -> bool:
     return any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
 
 
@@ -60,7 +60,7 @@ def login_ask(params: Mapping[str, str], cfg: GuardConfig) -> LoginAsk:
         logger.debug("login parameters not in login_params, dropped: %s", dropped)
     for name in allowed & set(params):
         value = params[name]
-        if len(value) > MAX_PARAM or _has_control_chars(value):
+        if len(value) > MAX_PARAM or has_control_chars(value):
             raise InvalidRequest(f"login parameter {name!r} too long or with control characters")
     scope = _scope(params.get("scope") if "scope" in allowed else None, cfg)
     audience = cfg.audience

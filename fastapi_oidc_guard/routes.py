@@ -28,7 +28,7 @@ from .errors import (
     TokenRequestFailed,
 )
 from .http_errors import error_response
-from .login_params import login_ask
+from .login_params import MAX_PARAM, has_control_chars, login_ask
 from .models import SessionData, TokenSet, User
 from .pkce import code_challenge, random_token
 from .tokens import TokenHost, TokenService, provider_refusal
@@ -53,16 +53,11 @@ __all__ = ["build_router", "safe_return_to", "session_claims"]
 logger = logging.getLogger("fastapi_oidc_guard.routes")
 
 _MAX_RETURN_TO = 2048
-_MAX_PARAM = 512
 _MAX_STORED_RETURN_TO = 300
 # Protocol claims of the ID token that are not about the user: not kept in the session.
 _PROTOCOL_CLAIMS = frozenset(
     {"iss", "aud", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash", "azp", "jti", "sid"}
 )
-
-
-def _has_control_chars(value: str) -> bool:
-    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
 
 
 def safe_return_to(value: str | None, *, default: str = "/") -> str:
@@ -84,7 +79,7 @@ def safe_return_to(value: str | None, *, default: str = "/") -> str:
             not candidate.startswith("/")
             or candidate.startswith("//")
             or "\\" in candidate
-            or _has_control_chars(candidate)
+            or has_control_chars(candidate)
         ):
             return default
     parts = urlsplit(value)
@@ -168,7 +163,7 @@ def build_router(guard: RouterHost) -> APIRouter:
             if len(request.query_params.getlist(name)) > 1:
                 raise InvalidRequest(f"callback with {name!r} repeated")
         state = request.query_params.get("state")
-        if not state or len(state) > _MAX_PARAM:
+        if not state or len(state) > MAX_PARAM:
             raise InvalidRequest("callback without state")
         txn = transactions.open(request.cookies, state)
         if txn is None or not hmac.compare_digest(txn.state.encode(), state.encode()):

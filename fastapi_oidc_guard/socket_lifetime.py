@@ -28,7 +28,7 @@ from .errors import ExpiredToken, InvalidToken, TemporarilyUnavailable
 from .models import User
 from .sessions.cookie import CookieSessionBackend
 from .sessions.manager import SessionManager
-from .websocket_auth import socket_token
+from .websocket_auth import parse_authorization, socket_token
 
 __all__ = ["close_when_ended", "credential_check"]
 
@@ -46,10 +46,15 @@ class _Verifier(Protocol):
 
 def credential_check(guard: _Verifier, websocket: WebSocket) -> Check:
     """A check that returns why the socket's credentials ended, or ``None`` while they hold."""
-    header = websocket.headers.get("authorization", "")
-    token = header.partition(" ")[2].strip() if header else None
-    token = token or socket_token(
-        websocket.headers, websocket.query_params, allow_query=guard.config.websocket_query_token
+    header = websocket.headers.get("authorization")
+    token = (
+        parse_authorization(header)
+        if header
+        else socket_token(
+            websocket.headers,
+            websocket.query_params,
+            allow_query=guard.config.websocket_query_token,
+        )
     )
     sessions = guard.sessions
     if token:

@@ -37,6 +37,7 @@ __all__ = [
     "BACKCHANNEL_LOGOUT_EVENT",
     "TokenKind",
     "TokenVerifier",
+    "audience_values",
     "check_access_token_kind",
     "check_claims",
     "check_header",
@@ -92,7 +93,7 @@ def check_access_token_kind(
     for name in _NOT_ACCESS_TOKEN_CLAIMS:
         if name in claims:
             raise WrongTokenType(f"claim {name!r} marks an ID or logout token, not an access token")
-    ours = client_id is not None and client_id in _audience_values(claims)
+    ours = client_id is not None and client_id in audience_values(claims)
     if ours and "scope" not in claims and "scp" not in claims:
         raise WrongTokenType(
             "audience is the app's client id and the token has no scope/scp: an ID token?"
@@ -166,7 +167,7 @@ def _string(claims: dict[str, Any], name: str, *, required: bool) -> str | None:
     return value
 
 
-def _audience_values(claims: dict[str, Any]) -> list[str]:
+def audience_values(claims: dict[str, Any]) -> list[str]:
     """``aud`` as a list, without judging it (the claim checks do that)."""
     aud = claims.get("aud")
     if isinstance(aud, str):

@@ -1,4 +1,5 @@
-"""Credentials on WebSocket handshakes, where browsers cannot set an ``Authorization`` header.
+"""Bearer credentials in requests: the ``Authorization`` header, and on WebSocket handshakes,
+where browsers cannot set that header, a subprotocol or (opted in) the query.
 
 - ``Authorization: Bearer <token>`` (non-browser clients) is looked at first, as on HTTP.
 - Browsers pass a bearer token as a subprotocol: ``new WebSocket(url, ["chat",
@@ -17,10 +18,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["BEARER_PROTOCOL_PREFIX", "app_subprotocol", "offered_protocols", "socket_token"]
+from .errors import InvalidToken
+
+__all__ = [
+    "BEARER_PROTOCOL_PREFIX",
+    "app_subprotocol",
+    "offered_protocols",
+    "parse_authorization",
+    "socket_token",
+]
 
 BEARER_PROTOCOL_PREFIX = "bearer."
 QUERY_TOKEN = "access_token"
+
+
+def parse_authorization(value: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header value; ``InvalidToken`` else."""
+    scheme, _, token = value.partition(" ")
+    token = token.strip(" ")
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise InvalidToken("Authorization header is not 'Bearer <token>'")
+    return token
 
 
 def offered_protocols(headers: Mapping[str, str]) -> list[str]:

@@ -33,20 +33,23 @@ class TestMemoryBackend(SessionBackendConformance):
         return MemorySessionBackend(clock=clock)
 
 
+async def redis_store(clock: FakeClock, url: str) -> AsyncIterator[SessionBackend]:
+    """One client of the shared redis-server (each process of an app has its own)."""
+    store = RedisSessionBackend(sealer=Sealer([SECRET], clock=clock), url=url, clock=clock)
+    yield store
+    await store.aclose()
+
+
 class TestRedisBackend(SessionBackendConformance):
     @pytest.fixture
     async def backend(self, clock: FakeClock, redis_url: str) -> AsyncIterator[SessionBackend]:
-        store = RedisSessionBackend(sealer=Sealer([SECRET], clock=clock), url=redis_url,
-                                    clock=clock)  # fmt: skip
-        yield store
-        await store.aclose()
+        async for store in redis_store(clock, redis_url):
+            yield store
 
     @pytest.fixture
     async def backend_twin(self, clock: FakeClock, redis_url: str) -> AsyncIterator[SessionBackend]:
-        store = RedisSessionBackend(sealer=Sealer([SECRET], clock=clock), url=redis_url,
-                                    clock=clock)  # fmt: skip
-        yield store
-        await store.aclose()
+        async for store in redis_store(clock, redis_url):
+            yield store
 
 
 class TestCookieSessions(SessionLayerConformance):

@@ -204,8 +204,8 @@ def test_access_token_is_never_handed_out_expiring_within_min_ttl(
     assert len(seen) >= 3  # refreshed as often as needed
 
 
-def test_force_refresh(issuer: FakeIssuer, clock: FakeClock) -> None:
-    guard = web_guard(issuer, clock)
+def force_app(guard: Any) -> Any:
+    """The web app plus ``/api/force``: a route that forces a refresh."""
     app = web_app(guard)
 
     @app.get("/api/force")
@@ -213,6 +213,12 @@ def test_force_refresh(issuer: FakeIssuer, clock: FakeClock) -> None:
         token = await guard.access_token_for(request, audience=guard.config.audience, scope=None,
                                              force_refresh=True)  # fmt: skip
         return {"token": token.token}
+
+    return app
+
+
+def test_force_refresh(issuer: FakeIssuer, clock: FakeClock) -> None:
+    app = force_app(web_guard(issuer, clock))
 
     with TestClient(app, base_url=BASE_URL) as browser:
         login(browser, issuer)
@@ -229,14 +235,7 @@ def test_a_forced_refresh_with_a_cookie_one_request_old_does_not_spend_a_rotated
     """Two requests of one page both force a refresh; the second still carries the cookie sent
     before the first's Set-Cookie arrived. Spending the old refresh token again would make the
     provider revoke the whole grant (reuse detection)."""
-    guard = web_guard(issuer, clock)
-    app = web_app(guard)
-
-    @app.get("/api/force")
-    async def force(request: Request) -> dict[str, str]:
-        token = await guard.access_token_for(request, audience=guard.config.audience, scope=None,
-                                             force_refresh=True)  # fmt: skip
-        return {"token": token.token}
+    app = force_app(web_guard(issuer, clock))
 
     with TestClient(app, base_url=BASE_URL) as browser:
         login(browser, issuer)
