@@ -1,16 +1,93 @@
-"""A bounded cache of verified access tokens, keyed by SHA-256 of the token."""
+"""The one bounded cache of the package (LRU with an optional expiry per entry), and the cache
+of verified access tokens built on it.
+
+Every in-process cache uses :class:`BoundedCache`: verified tokens, opened cookie sessions,
+recent refresh outcomes, userinfo answers, client-credentials tokens, logout-token ids, and the
+resolver's tenants. What is bounded is memory: a flood of distinct keys evicts the least
+recently used entries and never grows the process. (The revocation list is not a cache: its
+entries are dropped only when it is full, the soonest to end first, with a warning; see
+``sessions/revocation.py``.)
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, Generic, TypeVar
 
-__all__ = ["CacheEntry", "VerifiedTokenCache", "token_digest"]
+__all__ = ["BoundedCache", "CacheEntry", "VerifiedTokenCache", "token_digest"]
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+_NEVER = float("inf")
 
 
 def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+class BoundedCache(Generic[K, V]):
+    """At most ``size`` entries, least recently used evicted first; ``size=0`` stores nothing.
+
+    ``ttl`` (seconds, on ``clock``) gives each new entry an expiry; ``put(..., expires_at=)``
+    sets one entry's. An expired entry is never returned and is dropped when met.
+    """
+
+    __slots__ = ("_clock", "_entries", "size", "ttl")
+
+    def __init__(
+        self, size: int, *, ttl: float | None = None, clock: Callable[[], float] | None = None
+    ) -> None:
+        if (ttl is not None) and clock is None:
+            raise ValueError("a ttl needs a clock")
+        self.size = size
+        self.ttl = ttl
+        self._clock = clock
+        self._entries: OrderedDict[K, tuple[V, float]] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        """The live value for ``key`` (now the most recently used), or ``None``."""
+        item = self._entries.get(key)
+        if item is None:
+            return None
+        if item[1] is not _NEVER and self._now() >= item[1]:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return item[0]
+
+    def put(self, key: K, value: V, *, expires_at: float | None = None) -> None:
+        if not self.size:
+            return
+        if expires_at is None:
+            expires_at = _NEVER if self.ttl is None else self._now() + self.ttl
+        self._entries[key] = (value, expires_at)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def pop(self, key: K) -> V | None:
+        item = self._entries.pop(key, None)
+        return None if item is None else item[0]
+
+    def expires_at(self, key: K) -> float | None:
+        item = self._entries.get(key)
+        return None if item is None or item[1] is _NEVER else item[1]
+
+    def values(self) -> Iterator[V]:
+        """Every stored value, expired ones included (for closing what they hold)."""
+        return (value for value, _ in list(self._entries.values()))
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(key) is not None  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _now(self) -> float:
+        assert self._clock is not None
+        return self._clock()
 
 
 class CacheEntry:
@@ -25,33 +102,31 @@ class CacheEntry:
 
 
 class VerifiedTokenCache:
-    """LRU of ``sha256(token) -> CacheEntry`` for at most ``size`` tokens.
+    """``sha256(token) -> CacheEntry`` for at most ``size`` tokens.
 
     An entry is valid only for the key-set generation it was verified under, so a key rotation
     (or a removed key) purges it. Expiry is not decided here: callers re-run the clock checks on
     every hit, which also ends an entry at the token's ``exp``.
     """
 
+    __slots__ = ("_entries",)
+
     def __init__(self, size: int) -> None:
-        self.size = size
-        self._entries: OrderedDict[bytes, CacheEntry] = OrderedDict()
+        self._entries: BoundedCache[bytes, CacheEntry] = BoundedCache(size)
+
+    @property
+    def size(self) -> int:
+        return self._entries.size
 
     def get(self, digest: bytes, *, generation: int) -> CacheEntry | None:
         entry = self._entries.get(digest)
-        if entry is None:
+        if entry is not None and entry.generation != generation:
+            self._entries.pop(digest)
             return None
-        if entry.generation != generation:
-            del self._entries[digest]
-            return None
-        self._entries.move_to_end(digest)
         return entry
 
     def put(self, digest: bytes, entry: CacheEntry) -> None:
-        if not self.size:
-            return
-        self._entries[digest] = entry
-        if len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        self._entries.put(digest, entry)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -1,14 +1,20 @@
-"""Single flight: concurrent callers of one operation share one execution."""
+"""Single flight: concurrent callers of one operation share one execution.
+
+The package's one mechanism for it: :class:`SingleFlight` for one operation (discovery, a JWKS
+fetch), :class:`KeyedSingleFlight` for one per key (a refresh per refresh token, a
+client-credentials grant per audience).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["SingleFlight"]
+__all__ = ["KeyedSingleFlight", "SingleFlight"]
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 class SingleFlight(Generic[T]):
@@ -51,6 +57,36 @@ class SingleFlight(Generic[T]):
     def cancel(self) -> None:
         for task in list(self.background):
             task.cancel()
+
+
+class KeyedSingleFlight(Generic[K, T]):
+    """One flight per key: callers of ``run(key, operation)`` that arrive while that key's
+    operation is in flight share it (and its outcome, an exception included). A finished
+    flight is forgotten, so the next call starts a new one."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[K, asyncio.Task[T]] = {}
+
+    def in_flight(self, key: K) -> bool:
+        task = self._tasks.get(key)
+        return task is not None and not task.done() and _is_current_loop(task)
+
+    async def run(self, key: K, operation: Callable[[], Awaitable[T]]) -> T:
+        task = self._tasks.get(key)
+        if task is None or task.done() or not _is_current_loop(task):
+            task = asyncio.ensure_future(operation())
+            self._tasks[key] = task
+            task.add_done_callback(lambda done: self._forget(key, done))
+        return await asyncio.shield(task)
+
+    def _forget(self, key: K, task: asyncio.Task[T]) -> None:
+        if self._tasks.get(key) is task:
+            del self._tasks[key]
+        if not task.cancelled():
+            task.exception()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
 
 
 def _is_current_loop(task: asyncio.Task[T]) -> bool:

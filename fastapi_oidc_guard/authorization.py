@@ -177,7 +177,7 @@ def _require_step_up(max_age: int | None, acr_values: tuple[str, ...]) -> UserDe
             if bearer:
                 auth_time, acr = user.claims.get("auth_time"), user.claims.get("acr")
             else:
-                session = await guard.session(request)
+                session = await guard.auth.session(request)
                 auth_time, acr = (session.auth_time, session.acr) if session else (None, None)
             check_step_up(
                 auth_time=auth_time, acr=acr, max_age=max_age, acr_values=acr_values,
@@ -229,7 +229,7 @@ async def auth_state(request: HTTPConnection) -> AuthState:
         "bearer" if "authorization" in request.headers else "session"
     )
     try:
-        user = await guard.authenticate(request)
+        user = await guard.auth.authenticate(request)
     except NotAuthenticated:
         return AuthState(authenticated=False)
     except OIDCGuardError as err:

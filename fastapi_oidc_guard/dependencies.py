@@ -9,44 +9,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from fastapi.requests import HTTPConnection
 from fastapi.security import SecurityScopes
 
+from .authentication import Authenticator
 from .config import GuardConfig
 from .errors import InsufficientScope, InvalidToken, LoginRedirect, NotAuthenticated
-from .models import AccessToken, SessionData, User
+from .models import AccessToken, User
 from .tokens import TokenService
 
-
-class GuardAPI(Protocol):
-    """What the dependencies use of the guard installed on the app (no import of ``guard``)."""
-
-    config: GuardConfig
-    tokens: TokenService
-
-    async def authenticate(self, request: HTTPConnection) -> User: ...
-
-    async def session(self, request: HTTPConnection) -> SessionData | None: ...
-
-    async def access_token_for(
-        self,
-        request: HTTPConnection,
-        *,
-        audience: str | None,
-        scope: str | None,
-        min_ttl: float = 60.0,
-        force_refresh: bool = False,
-    ) -> AccessToken: ...
-
-    async def userinfo_for(self, request: HTTPConnection) -> dict[str, Any]: ...
-
-    def user_from_claims(self, claims: dict[str, Any]) -> User: ...
-
-
 __all__ = [
+    "Installed",
     "access_token",
     "client_credentials_token",
     "get_guard",
@@ -57,14 +33,25 @@ __all__ = [
 ]
 
 
-def get_guard(request: HTTPConnection) -> GuardAPI:
-    """The guard installed on the request's app; a clear error if ``install`` was not called."""
-    guard: GuardAPI | None = getattr(request.app.state, "oidc_guard", None)
-    if guard is None:
+@dataclass(frozen=True, slots=True)
+class Installed:
+    """What the dependencies use, put on the app by ``OIDCGuard.install`` (the guard itself is
+    never imported here: it is the composition root)."""
+
+    config: GuardConfig
+    auth: Authenticator
+    tokens: TokenService
+
+
+def get_guard(request: HTTPConnection) -> Installed:
+    """The collaborators installed on the request's app; a clear error if ``install`` was not
+    called."""
+    installed: Installed | None = getattr(request.app.state, "oidc_installed", None)
+    if installed is None:
         raise RuntimeError(
             "fastapi_oidc_guard: no guard on this app; call guard.install(app) at start-up"
         )
-    return guard
+    return installed
 
 
 async def require_user(request: HTTPConnection, security_scopes: SecurityScopes) -> User:
@@ -75,7 +62,7 @@ async def require_user(request: HTTPConnection, security_scopes: SecurityScopes)
     guard's ``user_model`` (``User`` by default). ``Security(require_user, scopes=[...])`` also
     requires those scopes (403 ``insufficient_scope`` otherwise).
     """
-    user = await get_guard(request).authenticate(request)
+    user = await get_guard(request).auth.authenticate(request)
     if security_scopes.scopes:
         missing = [s for s in security_scopes.scopes if s not in user.scopes]
         if missing:
@@ -92,7 +79,7 @@ async def require_page_user(request: HTTPConnection) -> User:
     """
     guard = get_guard(request)
     try:
-        return await guard.authenticate(request)
+        return await guard.auth.authenticate(request)
     except NotAuthenticated as err:
         path = request.url.path
         if request.url.query:
@@ -108,7 +95,7 @@ async def optional_user(request: HTTPConnection) -> User | None:
     treated as anonymous.
     """
     try:
-        return await get_guard(request).authenticate(request)
+        return await get_guard(request).auth.authenticate(request)
     except NotAuthenticated:
         return None
 
@@ -134,7 +121,7 @@ def _access_token(
 ) -> Callable[..., Awaitable[AccessToken]]:
     async def dependency(request: HTTPConnection) -> AccessToken:
         guard = get_guard(request)
-        return await guard.access_token_for(
+        return await guard.tokens.access_token_for(
             request, audience=audience or guard.config.audience, scope=scope, min_ttl=min_ttl
         )
 
@@ -171,8 +158,8 @@ async def userinfo(request: HTTPConnection) -> User:
     must equal the session's. Declare fields with ``Field(exclude=True)`` in your user model to
     keep private ones out of what routes return."""
     guard = get_guard(request)
-    claims = await guard.userinfo_for(request)
-    session = await guard.session(request)
+    claims = await guard.tokens.userinfo_for(request)
+    session = await guard.auth.session(request)
     if session is None or claims.get("sub") != session.sub:
         raise InvalidToken("userinfo sub does not match the session")
-    return guard.user_from_claims(claims)
+    return guard.auth.user_from_claims(claims)

@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from ._http import loads_strict
+from ._json import loads_strict
 from .config import AudienceParam, ClientAuth
 from .errors import InvalidRequest, TemporarilyUnavailable, TokenRequestFailed
 from .models import ProviderMetadata, TokenSet

@@ -1,31 +1,32 @@
-"""``OIDCGuard``: wires configuration, discovery, keys and the verifier into a FastAPI app."""
+"""``OIDCGuard``: the composition root. It builds the parts (issuers and their keys, the
+authenticator, sessions, tokens, login and back-channel logout), owns their lifecycle
+(``lifespan``) and installs them on an app (``install``). No other module imports it; the map
+of who uses whom is docs/architecture.md."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
 from fastapi import FastAPI, WebSocket
 from fastapi.requests import HTTPConnection
-from pydantic import ValidationError
 
 from ._http import build_client
+from .authentication import Authenticator
+from .backchannel import BackchannelLogout
 from .config import GuardConfig, SessionBackendName
-from .csrf import is_unsafe, write_allowed
-from .errors import (
-    ConfigurationError,
-    CrossOriginRequest,
-    InvalidUserClaims,
-    LoginRequired,
-    NotAuthenticated,
-)
+from .dependencies import Installed
+from .errors import ConfigurationError
 from .flows import ClientCredentials
 from .http_errors import error_response, install_error_handlers
 from .issuers import IssuerResolver, IssuerVerifiers, TrustedIssuer, build_issuer_stack
+from .login_flow import LoginFlow
 from .models import AccessToken, SessionData, User
+from .openapi import install_openapi
+from .routes import build_router
 from .sessions.base import SessionBackend
 from .sessions.cookie import CookieSessionBackend
 from .sessions.cookies import CookieSettings
@@ -35,9 +36,9 @@ from .sessions.middleware import SessionMiddleware
 from .sessions.revocation import MemoryRevocations, RevocationStore
 from .sessions.sealing import Sealer
 from .socket_lifetime import close_when_ended, credential_check
-from .tokens import SeenIds, TokenService
+from .tokens import TokenService
 from .transactions import TransactionStore
-from .websocket_auth import parse_authorization, socket_token
+from .websocket_auth import parse_authorization
 
 __all__ = ["OIDCGuard", "parse_authorization"]
 
@@ -117,8 +118,26 @@ class OIDCGuard:
             self._build_sessions(session_backend, before_session_saved)
         elif session_backend is not None:
             raise ConfigurationError("session_backend given but login is not configured")
-        self.tokens = TokenService(self)
-        self.logout_jtis = SeenIds(clock=cfg.clock)
+        self.auth = Authenticator(
+            config=cfg, issuers=self.issuers, sessions=self.sessions, user_model=user_model
+        )
+        self.tokens = TokenService(
+            config=cfg, discovery=self.discovery, credentials=self.credentials,
+            verifier=self.verifier, client=self.http_client, sessions=self.sessions,
+            session_of=self.auth.session,
+        )  # fmt: skip
+        self.login: LoginFlow | None = None
+        self.backchannel: BackchannelLogout | None = None
+        if self.sessions is not None and self.transactions is not None:
+            self.login = LoginFlow(
+                config=cfg, discovery=self.discovery, credentials=self.credentials,
+                verifier=self.verifier, client=self.http_client, sessions=self.sessions,
+                transactions=self.transactions, tokens=self.tokens,
+            )  # fmt: skip
+            self.backchannel = BackchannelLogout(
+                verifier=self.verifier, sessions=self.sessions, clock=cfg.clock,
+                leeway=cfg.leeway,
+            )  # fmt: skip
         if cfg.audience is None:
             logger.warning(
                 "OIDC_AUDIENCE is not set: bearer tokens will be refused, and access tokens "
@@ -161,7 +180,6 @@ class OIDCGuard:
                 "site; cookie-authenticated writes from other origins are refused, so list the "
                 "origins of your front ends in OIDC_TRUSTED_ORIGINS (trusted_origins=...)"
             )
-        self._write_origins = frozenset({cfg.origin or "", *cfg.trusted_origins}) - {""}
 
     @classmethod
     def from_env(
@@ -228,85 +246,34 @@ class OIDCGuard:
             await self.aclose()
 
     def install(self, app: FastAPI) -> None:
-        """Attach the guard to ``app``: dependencies find it there; error handlers; and, when
-        login is configured, the ``/auth`` routes and the session middleware."""
-        from .openapi import install_openapi
-        from .routes import build_router
-
+        """Attach the guard to ``app``: dependencies find its parts there; error handlers; and,
+        when login is configured, the ``/auth`` routes and the session middleware."""
         app.state.oidc_guard = self
+        app.state.oidc_installed = Installed(config=self.config, auth=self.auth, tokens=self.tokens)
         install_error_handlers(app)
         cfg = self.config
         install_openapi(app, issuer=cfg.issuer, client_id=cfg.client_id, scope=cfg.scope)
-        if self.sessions is not None:
-            app.include_router(build_router(self))
+        if self.sessions is not None and self.login is not None and self.backchannel is not None:
+            app.include_router(build_router(
+                config=cfg, login=self.login, auth=self.auth, tokens=self.tokens,
+                backchannel=self.backchannel,
+            ))  # fmt: skip
             app.add_middleware(
                 SessionMiddleware, manager=self.sessions, render_error=error_response
             )
 
-    # -- authentication ----------------------------------------------------------------------
+    # -- the parts' verbs, for code that holds the guard (routes use the dependencies) --------
 
     async def authenticate(self, request: HTTPConnection) -> User:
-        """The user of ``request``; raises ``NotAuthenticated`` or ``InvalidToken``.
-
-        An ``Authorization`` header, when present, is the only credential looked at; without
-        one, the session cookie is. On a WebSocket handshake, a ``bearer.<token>`` subprotocol
-        (or, with ``websocket_query_token``, ``?access_token=``) counts as a bearer token: see
-        ``fastapi_oidc_guard.websocket_auth``.
-        """
-        authorization = request.headers.get("authorization")
-        if authorization is not None:
-            return await self.user_from_token(parse_authorization(authorization))
-        if request.scope["type"] == "websocket":
-            token = socket_token(request.headers, request.query_params,
-                                 allow_query=self.config.websocket_query_token)  # fmt: skip
-            if token is not None:
-                return await self.user_from_token(token)
-        user = await self.session_user(request)
-        if user is None:
-            raise NotAuthenticated("no Authorization header and no session")
-        return user
+        """The user of ``request`` (see :meth:`Authenticator.authenticate`)."""
+        return await self.auth.authenticate(request)
 
     async def session(self, request: HTTPConnection) -> SessionData | None:
-        """The request's browser session, or ``None``.
-
-        A cookie-authenticated unsafe request (any method but GET, HEAD, OPTIONS, TRACE), or a
-        WebSocket handshake, from another origin raises :class:`CrossOriginRequest` (403; a
-        refused socket) instead: see ``fastapi_oidc_guard.csrf``.
-        """
-        if self.sessions is None:
-            return None
-        session = await self.sessions.get(request.scope)
-        method = str(request.scope.get("method", "WEBSOCKET"))  # a handshake can change state
-        if (
-            session is not None
-            and is_unsafe(method)
-            and not write_allowed(request.headers, allowed_origins=self._write_origins)
-        ):
-            origin, site = request.headers.get("origin"), request.headers.get("sec-fetch-site")
-            raise CrossOriginRequest(
-                f"{method} with the session cookie from origin {origin!r} "
-                f"(sec-fetch-site {site!r}); allowed: {sorted(self._write_origins)}"
-            )
-        return session
+        """The request's browser session, or ``None`` (see :meth:`Authenticator.session`)."""
+        return await self.auth.session(request)
 
     async def session_user(self, request: HTTPConnection) -> User | None:
-        """The user of the request's session (built once per request), or ``None``."""
-        if self.sessions is None:
-            return None
-        session = await self.session(request)
-        if session is None:
-            return None
-        cache = self.sessions.slot(request.scope).cache
-        user: User | None = cache.get("user")
-        if user is None:
-            claims = session.user
-            default = session.tokens.get(self.tokens.key(self.config.audience, None))
-            if "scope" not in claims and default is not None and default.scope:
-                # Session users' scopes: those granted with the session's default access token.
-                claims = {**claims, "scope": default.scope}
-            user = self.user_from_claims(claims)
-            cache["user"] = user
-        return user
+        return await self.auth.session_user(request)
 
     async def access_token_for(
         self,
@@ -317,70 +284,21 @@ class OIDCGuard:
         min_ttl: float = 60.0,
         force_refresh: bool = False,
     ) -> AccessToken:
-        """A fresh access token of the request's session for ``audience`` (refreshed if it
-        expires within ``min_ttl`` seconds). No session: 401; refresh impossible: 401
-        ``login_required`` (the session ends when the provider refused the refresh token)."""
-        session = await self.session(request)
-        if session is None:
-            raise NotAuthenticated("access token asked without a session")
-        async with self._ending_on_refusal(request):
-            return await self.tokens.for_session(
-                session, audience=audience, scope=scope, min_ttl=min_ttl,
-                persist=self._persister(request), force_refresh=force_refresh,
-                can_refresh=self._can_save(request),
-            )  # fmt: skip
-
-    async def userinfo_for(self, request: HTTPConnection) -> dict[str, Any]:
-        """The userinfo claims of the request's session (its ``sub`` checked by the caller);
-        refreshes the access token first when needed, with the same rules as
-        :meth:`access_token_for`."""
-        session = await self.session(request)
-        if session is None:
-            raise NotAuthenticated("userinfo needs a session")
-        async with self._ending_on_refusal(request):
-            return await self.tokens.userinfo(
-                session, persist=self._persister(request), can_refresh=self._can_save(request)
-            )
-
-    def _can_save(self, request: HTTPConnection) -> bool:
-        """A WebSocket has no response to carry a new cookie: a cookie session cannot save a
-        refresh there (the rotated refresh token would be lost), a store-backed one can."""
-        return request.scope["type"] != "websocket" or bool(
-            self.sessions and self.sessions.stateful
+        """A fresh access token of the request's session (see
+        :meth:`TokenService.access_token_for`)."""
+        return await self.tokens.access_token_for(
+            request, audience=audience, scope=scope, min_ttl=min_ttl, force_refresh=force_refresh
         )
 
-    def _persister(self, request: HTTPConnection) -> Callable[[SessionData], Awaitable[None]]:
-        sessions = self.sessions
-        assert sessions is not None
+    async def userinfo_for(self, request: HTTPConnection) -> dict[str, Any]:
+        return await self.tokens.userinfo_for(request)
 
-        async def persist(updated: SessionData) -> None:
-            await sessions.save(request.scope, updated)
+    async def user_from_token(self, token: str) -> User:
+        """Verify a bearer access token and build the user model from its claims."""
+        return await self.auth.user_from_token(token)
 
-        return persist
-
-    @asynccontextmanager
-    async def _ending_on_refusal(self, request: HTTPConnection) -> AsyncIterator[None]:
-        """The one path for "the provider refused the refresh token": the session ends, for
-        every caller (``access_token``, ``userinfo``, ``/auth/access-token``)."""
-        try:
-            yield
-        except LoginRequired as err:
-            if err.end_session and self.sessions is not None:
-                self.sessions.end(request.scope)
-            raise
-
-    async def first_logout_use(self, claims: dict[str, Any]) -> bool:
-        """True the first time a logout token's ``jti`` is seen (across processes when the
-        session backend is shared, e.g. Redis)."""
-        shared = self.sessions.shared if self.sessions else None
-        ttl = max(float(claims["exp"]) - self.config.clock(), 0.0) + self.config.leeway + 60
-        if shared is not None:
-            return await shared.first_use(f"jti:{claims['iss']}:{claims['jti']}", ttl=ttl)
-        return self.logout_jtis.first_use(claims["jti"], until=self.config.clock() + ttl)
-
-    def public_profile(self, user: User) -> dict[str, Any]:
-        """What ``/auth/profile`` sends to the browser."""
-        return user.model_dump(by_alias=True, exclude_none=True)
+    def user_from_claims(self, claims: dict[str, Any]) -> User:
+        return self.auth.user_from_claims(claims)
 
     def while_authenticated(
         self, websocket: WebSocket, *, every: float = 5.0
@@ -389,22 +307,4 @@ class OIDCGuard:
         as soon as its token expires, its session is logged out (here or, through Redis, on any
         instance) or reaches its absolute lifetime; checked every ``every`` seconds. Use it in
         a WebSocket route after the dependency authenticated the socket."""
-        return close_when_ended(websocket, credential_check(self, websocket), every=every)
-
-    async def user_from_token(self, token: str) -> User:
-        """Verify a bearer access token and build the user model from its claims.
-
-        The validated model is cached with the verified token; each request gets its own
-        shallow copy, so a route that changes its user changes nobody else's.
-        """
-        user = await self.issuers.principal(token, self.user_from_claims)
-        return user.model_copy()
-
-    def user_from_claims(self, claims: dict[str, Any]) -> User:
-        """Validate verified claims against ``user_model``; failure is a 401, never a 500."""
-        try:
-            return self.user_model.model_validate(claims)
-        except ValidationError as err:
-            raise InvalidUserClaims(
-                f"claims do not fit {self.user_model.__name__}: {err.error_count()} errors"
-            ) from err
+        return close_when_ended(websocket, credential_check(self.auth, websocket), every=every)

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from jose import backends as _jose_backends
 from jose.backends.cryptography_backend import CryptographyECKey, CryptographyRSAKey
 
-from ._http import loads_strict
+from ._json import loads_strict
 from .errors import (
     InvalidSignature,
     KeyNotFound,

@@ -19,15 +19,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Protocol
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from .config import GuardConfig
+from .authentication import Authenticator
 from .errors import ExpiredToken, InvalidToken, TemporarilyUnavailable
-from .models import User
 from .sessions.cookie import CookieSessionBackend
-from .sessions.manager import SessionManager
 from .websocket_auth import parse_authorization, socket_token
 
 __all__ = ["close_when_ended", "credential_check"]
@@ -37,14 +34,7 @@ logger = logging.getLogger("fastapi_oidc_guard")
 Check = Callable[[], Awaitable[str | None]]
 
 
-class _Verifier(Protocol):
-    config: GuardConfig
-    sessions: SessionManager | None
-
-    async def user_from_token(self, token: str) -> User: ...
-
-
-def credential_check(guard: _Verifier, websocket: WebSocket) -> Check:
+def credential_check(guard: Authenticator, websocket: WebSocket) -> Check:
     """A check that returns why the socket's credentials ended, or ``None`` while they hold."""
     header = websocket.headers.get("authorization")
     token = (

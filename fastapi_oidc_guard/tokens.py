@@ -10,23 +10,26 @@ browser received the new one) gets the new tokens instead of spending the old to
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
+from fastapi.requests import HTTPConnection
 
 from . import flows
-from ._http import loads_strict
+from ._cache import BoundedCache
+from ._flight import KeyedSingleFlight
+from ._json import loads_strict
 from .config import GuardConfig
 from .discovery import DiscoveryCache
 from .errors import (
     InvalidToken,
     LoginRequired,
     NoRefreshToken,
+    NotAuthenticated,
     SessionTooLarge,
     TemporarilyUnavailable,
     TokenRequestFailed,
@@ -35,26 +38,15 @@ from .models import AccessToken, SessionData, TokenSet
 from .sessions.manager import SessionManager
 from .verify import TokenVerifier
 
-
-class TokenHost(Protocol):
-    """What :class:`TokenService` uses of the guard that builds it (no import of ``guard``)."""
-
-    config: GuardConfig
-    sessions: SessionManager | None
-    discovery: DiscoveryCache
-    credentials: flows.ClientCredentials
-    verifier: TokenVerifier
-
-    def http_client(self) -> httpx.AsyncClient: ...
-
-
-__all__ = ["Persist", "SeenIds", "TokenHost", "TokenService", "provider_refusal", "token_key"]
+__all__ = ["Persist", "SessionOf", "TokenService", "provider_refusal", "token_key"]
 
 logger = logging.getLogger("fastapi_oidc_guard.tokens")
 
 _REMEMBER_REFRESH = 60.0
 _USERINFO_TTL = 60.0
+_CACHE_SIZE = 10_000
 Persist = Callable[[SessionData], Awaitable[None]]
+SessionOf = Callable[[HTTPConnection], Awaitable[SessionData | None]]
 # Token-endpoint errors that mean our own client registration or settings are wrong.
 _OUR_CONFIGURATION = {
     "invalid_client": "OIDC_CLIENT_ID / OIDC_CLIENT_SECRET and token_endpoint_auth",
@@ -89,22 +81,112 @@ def _fingerprint(refresh_token: str) -> str:
 
 
 class TokenService:
-    """Gets fresh access tokens for a session or for the app itself (client credentials)."""
+    """Gets fresh access tokens for a session or for the app itself (client credentials).
 
-    def __init__(self, guard: TokenHost) -> None:
-        self._guard = guard
-        self._clock = guard.config.clock
-        self._flights: dict[str, asyncio.Task[tuple[SessionData, bool]]] = {}
-        self._recent: OrderedDict[str, tuple[float, SessionData]] = OrderedDict()
-        self._machine: dict[str, TokenSet] = {}
-        self._machine_flights: dict[str, asyncio.Task[TokenSet]] = {}
-        self._userinfo: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+    Its collaborators are explicit: the provider's ``discovery`` document, the app's
+    ``credentials`` at the token endpoint, the ``verifier`` (refreshed ID tokens), the HTTP
+    ``client``, the session layer (``sessions``: saving, ending, and the shared store of a
+    refresh's outcome) and ``session_of``, which finds a connection's session (the
+    authenticator's, with its origin check). It owns the rule "a refresh the provider refused
+    ends the session", for every caller (:meth:`access_token_for`, :meth:`userinfo_for`).
+    """
+
+    def __init__(
+        self,
+        *,
+        config: GuardConfig,
+        discovery: DiscoveryCache,
+        credentials: flows.ClientCredentials,
+        verifier: TokenVerifier,
+        client: Callable[[], httpx.AsyncClient],
+        sessions: SessionManager | None,
+        session_of: SessionOf | None = None,
+    ) -> None:
+        self._config = config
+        self._discovery = discovery
+        self._credentials = credentials
+        self._verifier = verifier
+        self._client = client
+        self._sessions = sessions
+        self._session_of = session_of
+        self._clock = config.clock
+        self._flights: KeyedSingleFlight[str, tuple[SessionData, bool]] = KeyedSingleFlight()
+        self._recent: BoundedCache[str, SessionData] = BoundedCache(
+            _CACHE_SIZE, ttl=_REMEMBER_REFRESH, clock=config.clock
+        )
+        self._machine: BoundedCache[str, TokenSet] = BoundedCache(1024)
+        self._machine_flights: KeyedSingleFlight[str, TokenSet] = KeyedSingleFlight()
+        self._userinfo: BoundedCache[str, dict[str, Any]] = BoundedCache(
+            _CACHE_SIZE, ttl=_USERINFO_TTL, clock=config.clock
+        )
         self._warned_opaque = False
         self._warned_short = False
 
     def key(self, audience: str | None, scope: str | None) -> str:
         """Where a session keeps the tokens for ``audience``/``scope`` (default: login scope)."""
-        return token_key(audience, scope or self._guard.config.scope)
+        return token_key(audience, scope or self._config.scope)
+
+    # -- for a connection ---------------------------------------------------------------------
+
+    async def access_token_for(
+        self,
+        conn: HTTPConnection,
+        *,
+        audience: str | None,
+        scope: str | None,
+        min_ttl: float = 60.0,
+        force_refresh: bool = False,
+    ) -> AccessToken:
+        """A fresh access token of the connection's session for ``audience`` (refreshed if it
+        expires within ``min_ttl`` seconds). No session: 401; refresh impossible: 401
+        ``login_required`` (the session ends when the provider refused the refresh token)."""
+        session = await self._session(conn, why="access token asked without a session")
+        async with self._ending_on_refusal(conn):
+            return await self.for_session(
+                session, audience=audience, scope=scope, min_ttl=min_ttl,
+                persist=self._persister(conn), force_refresh=force_refresh,
+                can_refresh=self._can_save(conn),
+            )  # fmt: skip
+
+    async def userinfo_for(self, conn: HTTPConnection) -> dict[str, Any]:
+        """The userinfo claims of the connection's session (its ``sub`` checked by the
+        caller); refreshes the access token first when needed, with the same rules as
+        :meth:`access_token_for`."""
+        session = await self._session(conn, why="userinfo needs a session")
+        async with self._ending_on_refusal(conn):
+            return await self.userinfo(
+                session, persist=self._persister(conn), can_refresh=self._can_save(conn)
+            )
+
+    async def _session(self, conn: HTTPConnection, *, why: str) -> SessionData:
+        session = await self._session_of(conn) if self._session_of is not None else None
+        if session is None:
+            raise NotAuthenticated(why)
+        return session
+
+    def _can_save(self, conn: HTTPConnection) -> bool:
+        """A WebSocket has no response to carry a new cookie: a cookie session cannot save a
+        refresh there (the rotated refresh token would be lost), a store-backed one can."""
+        return conn.scope["type"] != "websocket" or bool(self._sessions and self._sessions.stateful)
+
+    def _persister(self, conn: HTTPConnection) -> Persist:
+        sessions = self._sessions
+        assert sessions is not None
+
+        async def persist(updated: SessionData) -> None:
+            await sessions.save(conn.scope, updated)
+
+        return persist
+
+    @asynccontextmanager
+    async def _ending_on_refusal(self, conn: HTTPConnection) -> AsyncIterator[None]:
+        """The one path for "the provider refused the refresh token": the session ends."""
+        try:
+            yield
+        except LoginRequired as err:
+            if err.end_session and self._sessions is not None:
+                self._sessions.end(conn.scope)
+            raise
 
     # -- user tokens --------------------------------------------------------------------------
 
@@ -193,22 +275,17 @@ class TokenService:
             raise NoRefreshToken("expired access token and no refresh token in the session")
         key = self.key(audience, scope)
         fingerprint = _fingerprint(session.refresh_token)
-        recent = self._recent.get(fingerprint)
-        if recent is not None and self._clock() - recent[0] < _REMEMBER_REFRESH:
-            refreshed = recent[1]
+        refreshed = self._recent.get(fingerprint)
+        if refreshed is not None:
             if not force and self._fresh(refreshed.tokens.get(key), min_ttl) is not None:
                 return refreshed  # a concurrent request's outcome, still fresh enough
             if refreshed.refresh_token != session.refresh_token:
                 session = refreshed  # it rotated: continue from the newest refresh token
                 fingerprint = _fingerprint(session.refresh_token or "")
-        flight = self._flights.get(fingerprint)
-        if flight is None or flight.done():
-            flight = asyncio.ensure_future(
-                self._do_refresh(session, audience, scope, min_ttl, force=force)
-            )
-            self._flights[fingerprint] = flight
-            flight.add_done_callback(lambda _: self._flights.pop(fingerprint, None))
-        refreshed, ours = await asyncio.shield(flight)
+        start = session
+        refreshed, ours = await self._flights.run(
+            fingerprint, lambda: self._do_refresh(start, audience, scope, min_ttl, force=force)
+        )
         usable = key in refreshed.tokens and (
             ours or (not force and self._fresh(refreshed.tokens[key], min_ttl) is not None)
         )
@@ -232,16 +309,16 @@ class TokenService:
         cross-process lock, reuse what another process published for this refresh token (the
         flag is False): its outcome when fresh enough, and always when the refresh token
         rotated there, since spending it again would make the provider revoke the grant."""
-        backend = self._guard.sessions.shared if self._guard.sessions else None
+        backend = self._sessions.shared if self._sessions else None
         if backend is None:
             return await self._refresh_at_provider(session, audience, scope), True
         assert session.refresh_token is not None
         name = "refresh:" + _fingerprint(session.refresh_token)
-        wait = 2 * self._guard.config.http_timeout + 1
+        wait = 2 * self._config.http_timeout + 1
         async with backend.lock(name, ttl=wait + 5, wait=wait):
             done = await backend.shared(name)
             if done is not None and done.sub == session.sub:
-                self._remember(_fingerprint(session.refresh_token), done, self._clock())
+                self._recent.put(_fingerprint(session.refresh_token), done)
                 fresh = self._fresh(done.tokens.get(self.key(audience, scope)), min_ttl)
                 if done.refresh_token != session.refresh_token or (not force and fresh):
                     return done, False
@@ -252,17 +329,15 @@ class TokenService:
     async def _refresh_at_provider(
         self, session: SessionData, audience: str | None, scope: str | None
     ) -> SessionData:
-        guard, cfg = self._guard, self._guard.config
+        cfg = self._config
         assert session.refresh_token is not None
-        metadata = await guard.discovery.get()
+        metadata = await self._discovery.get()
         data = {"grant_type": "refresh_token", "refresh_token": session.refresh_token,
                 **flows.audience_params(audience, cfg.audience_param)}  # fmt: skip
         if scope:
             data["scope"] = scope
         try:
-            document = await flows.token_request(
-                guard.http_client(), metadata, guard.credentials, data
-            )
+            document = await flows.token_request(self._client(), metadata, self._credentials, data)
         except TokenRequestFailed as err:
             if err.error == "invalid_grant":
                 raise LoginRequired(
@@ -283,7 +358,7 @@ class TokenService:
         id_token = document.get("id_token")
         if isinstance(id_token, str):
             try:
-                claims = await guard.verifier.verify_id_token(id_token, nonce=None)
+                claims = await self._verifier.verify_id_token(id_token, nonce=None)
             except InvalidToken as err:
                 raise LoginRequired(
                     f"refreshed ID token rejected: {err}", end_session=True
@@ -292,15 +367,8 @@ class TokenService:
                 raise LoginRequired("refreshed ID token is for another user", end_session=True)
             updates["id_token"] = id_token
         refreshed = session.model_copy(update=updates)
-        self._remember(_fingerprint(session.refresh_token), refreshed, now)
+        self._recent.put(_fingerprint(session.refresh_token), refreshed)
         return refreshed
-
-    def _remember(self, fingerprint: str, session: SessionData, now: float) -> None:
-        self._recent[fingerprint] = (now, session)
-        while self._recent and (
-            len(self._recent) > 10_000 or now - next(iter(self._recent.values()))[0] > 60
-        ):
-            self._recent.popitem(last=False)
 
     def diagnose(self, access_token: str, *, expected_audience: str | None) -> None:
         """Warn once per process when an access token is opaque (the audience trap)."""
@@ -326,20 +394,18 @@ class TokenService:
         self, session: SessionData, *, persist: Persist, can_refresh: bool = True
     ) -> dict[str, Any]:
         """The userinfo endpoint's claims for ``session``, cached per session for 60 s."""
-        now = self._clock()
         cached = self._userinfo.get(session.id)
-        if cached is not None and now - cached[0] < _USERINFO_TTL:
-            return cached[1]
-        guard = self._guard
+        if cached is not None:
+            return cached
         token = await self.for_session(
-            session, audience=guard.config.audience, scope=None, min_ttl=10, persist=persist,
+            session, audience=self._config.audience, scope=None, min_ttl=10, persist=persist,
             can_refresh=can_refresh,
         )  # fmt: skip
-        metadata = await guard.discovery.get()
+        metadata = await self._discovery.get()
         if not metadata.userinfo_endpoint:
             raise TemporarilyUnavailable("the provider has no userinfo_endpoint")
         try:
-            response = await guard.http_client().get(
+            response = await self._client().get(
                 metadata.userinfo_endpoint, headers={"Authorization": token.authorization}
             )
         except httpx.HTTPError as err:
@@ -352,9 +418,7 @@ class TokenService:
             claims = None
         if not isinstance(claims, dict):
             raise TemporarilyUnavailable(f"userinfo answered {response.status_code}")
-        self._userinfo[session.id] = (now, claims)
-        while len(self._userinfo) > 10_000:
-            self._userinfo.popitem(last=False)
+        self._userinfo.put(session.id, claims)
         return claims
 
     # -- machine-to-machine -------------------------------------------------------------------
@@ -366,50 +430,23 @@ class TokenService:
         key = token_key(audience, scope)
         tokens = self._fresh(self._machine.get(key), min_ttl)
         if tokens is None:
-            flight = self._machine_flights.get(key)
-            if flight is None or flight.done():
-                flight = asyncio.ensure_future(self._fetch_machine(audience, scope))
-                self._machine_flights[key] = flight
-            tokens = await asyncio.shield(flight)
+            tokens = await self._machine_flights.run(
+                key, lambda: self._fetch_machine(audience, scope)
+            )
             if self._fresh(tokens, 0.0) is None:
                 raise TemporarilyUnavailable("the provider issued an access token already expired")
         return self._hand_out(tokens, expected_audience=audience)
 
     async def _fetch_machine(self, audience: str | None, scope: str | None) -> TokenSet:
-        guard = self._guard
-        metadata = await guard.discovery.get()
+        metadata = await self._discovery.get()
         data = {"grant_type": "client_credentials",
-                **flows.audience_params(audience, guard.config.audience_param)}  # fmt: skip
+                **flows.audience_params(audience, self._config.audience_param)}  # fmt: skip
         if scope:
             data["scope"] = scope
         try:
-            document = await flows.token_request(
-                guard.http_client(), metadata, guard.credentials, data
-            )
+            document = await flows.token_request(self._client(), metadata, self._credentials, data)
         except TokenRequestFailed as err:
             raise provider_refusal(err, what="client credentials grant") from err
         tokens = flows.token_set(document, now=self._clock(), audience=audience, scope=scope)
-        self._machine[token_key(audience, scope)] = tokens
+        self._machine.put(token_key(audience, scope), tokens)
         return tokens
-
-
-class SeenIds:
-    """Ids seen before their expiry (replay detection for logout-token ``jti``), bounded."""
-
-    def __init__(self, *, clock: Callable[[], float], size: int = 100_000) -> None:
-        self._clock = clock
-        self._size = size
-        self._seen: OrderedDict[str, float] = OrderedDict()
-
-    def first_use(self, value: str, *, until: float) -> bool:
-        """True the first time ``value`` is seen (it is then remembered until ``until``)."""
-        now = self._clock()
-        while self._seen and next(iter(self._seen.values())) < now:
-            self._seen.popitem(last=False)
-        expires = self._seen.get(value)
-        if expires is not None and expires >= now:
-            return False
-        self._seen[value] = max(until, now + 60)
-        while len(self._seen) > self._size:
-            self._seen.popitem(last=False)
-        return True

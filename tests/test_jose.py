@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fastapi_oidc_guard import UnsupportedAlgorithm
-from fastapi_oidc_guard._http import loads_strict
+from fastapi_oidc_guard._json import loads_strict
 from fastapi_oidc_guard.jose import parse_compact, parse_jwk, verify_signature
 from fastapi_oidc_guard.testing import FakeIssuer
 

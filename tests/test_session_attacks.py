@@ -427,7 +427,8 @@ def test_a_logout_token_is_not_burned_by_a_store_failure(
 
     with RedisServer() as server:
         guard = web_guard(issuer, clock, redis_url=server.url, **backend)
-        original, pause = guard.first_logout_use, [True]
+        assert guard.backchannel is not None
+        original, pause = guard.backchannel.first_use, [True]
 
         async def first_use_then_redis_blips(claims: dict[str, Any]) -> bool:
             result = await original(claims)
@@ -435,7 +436,7 @@ def test_a_logout_token_is_not_burned_by_a_store_failure(
                 server.pause()
             return result
 
-        guard.first_logout_use = first_use_then_redis_blips  # type: ignore[method-assign]
+        guard.backchannel.first_use = first_use_then_redis_blips  # type: ignore[method-assign]
         with TestClient(web_app(guard), base_url=BASE_URL) as browser:
             login(browser, issuer)
             token = logout_token(issuer, sid=next(iter(issuer.oauth.refresh.values())).sid)

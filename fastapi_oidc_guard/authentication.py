@@ -1,0 +1,137 @@
+"""Who is calling: the one authenticator for every ASGI connection (HTTP request or WebSocket).
+
+A request is authenticated by exactly one credential (docs/architecture.md, "the walk of a
+bearer request" and "of a session request"):
+
+- an ``Authorization`` header, when present, is the only credential looked at;
+- on a WebSocket handshake without one, a ``bearer.<token>`` subprotocol (or, when the app opted
+  in, ``?access_token=``) counts as a bearer token (``websocket_auth``);
+- otherwise the session cookie, through the session layer, and only from an allowed origin when
+  the request can change state (``csrf``).
+
+The user model is validated once per token (cached with the verified token) and once per request
+for a session; a model that refuses the claims is a 401, never a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.requests import HTTPConnection
+from pydantic import ValidationError
+
+from .config import GuardConfig
+from .csrf import is_unsafe, write_allowed
+from .errors import CrossOriginRequest, InvalidUserClaims, NotAuthenticated
+from .issuers import IssuerVerifiers
+from .models import SessionData, User
+from .sessions.manager import SessionManager
+from .tokens import token_key
+from .websocket_auth import parse_authorization, socket_token
+
+__all__ = ["Authenticator"]
+
+
+class Authenticator:
+    """Bearer tokens (through ``issuers``) and session cookies (through ``sessions``, when login
+    is configured) to instances of ``user_model``."""
+
+    def __init__(
+        self,
+        *,
+        config: GuardConfig,
+        issuers: IssuerVerifiers,
+        sessions: SessionManager | None,
+        user_model: type[User],
+    ) -> None:
+        self.config = config
+        self.issuers = issuers
+        self.sessions = sessions
+        self.user_model = user_model
+        self.write_origins = frozenset({config.origin or "", *config.trusted_origins}) - {""}
+        # Session users' scopes: those granted with the session's default access token.
+        self._default_token = token_key(config.audience, config.scope)
+
+    async def authenticate(self, conn: HTTPConnection) -> User:
+        """The user of ``conn``; raises ``NotAuthenticated`` or ``InvalidToken``."""
+        authorization = conn.headers.get("authorization")
+        if authorization is not None:
+            return await self.user_from_token(parse_authorization(authorization))
+        if conn.scope["type"] == "websocket":
+            token = socket_token(conn.headers, conn.query_params,
+                                 allow_query=self.config.websocket_query_token)  # fmt: skip
+            if token is not None:
+                return await self.user_from_token(token)
+        user = await self.session_user(conn)
+        if user is None:
+            raise NotAuthenticated("no Authorization header and no session")
+        return user
+
+    async def session(self, conn: HTTPConnection) -> SessionData | None:
+        """The connection's browser session, or ``None``.
+
+        A cookie-authenticated unsafe request (any method but GET, HEAD, OPTIONS, TRACE), or a
+        WebSocket handshake, from another origin raises :class:`CrossOriginRequest` (403; a
+        refused socket) instead: see ``fastapi_oidc_guard.csrf``.
+        """
+        if self.sessions is None:
+            return None
+        session = await self.sessions.get(conn.scope)
+        method = str(conn.scope.get("method", "WEBSOCKET"))  # a handshake can change state
+        if (
+            session is not None
+            and is_unsafe(method)
+            and not write_allowed(conn.headers, allowed_origins=self.write_origins)
+        ):
+            origin, site = conn.headers.get("origin"), conn.headers.get("sec-fetch-site")
+            raise CrossOriginRequest(
+                f"{method} with the session cookie from origin {origin!r} "
+                f"(sec-fetch-site {site!r}); allowed: {sorted(self.write_origins)}"
+            )
+        return session
+
+    async def require_session(self, conn: HTTPConnection, *, why: str) -> SessionData:
+        session = await self.session(conn)
+        if session is None:
+            raise NotAuthenticated(why)
+        return session
+
+    async def session_user(self, conn: HTTPConnection) -> User | None:
+        """The user of the connection's session (built once per request), or ``None``."""
+        if self.sessions is None:
+            return None
+        session = await self.session(conn)
+        if session is None:
+            return None
+        cache = self.sessions.slot(conn.scope).cache
+        user: User | None = cache.get("user")
+        if user is None:
+            claims = session.user
+            default = session.tokens.get(self._default_token)
+            if "scope" not in claims and default is not None and default.scope:
+                claims = {**claims, "scope": default.scope}
+            user = self.user_from_claims(claims)
+            cache["user"] = user
+        return user
+
+    async def user_from_token(self, token: str) -> User:
+        """Verify a bearer access token and build the user model from its claims.
+
+        The validated model is cached with the verified token; each request gets its own
+        shallow copy, so a route that changes its user changes nobody else's.
+        """
+        user = await self.issuers.principal(token, self.user_from_claims)
+        return user.model_copy()
+
+    def user_from_claims(self, claims: dict[str, Any]) -> User:
+        """Validate verified claims against ``user_model``; failure is a 401, never a 500."""
+        try:
+            return self.user_model.model_validate(claims)
+        except ValidationError as err:
+            raise InvalidUserClaims(
+                f"claims do not fit {self.user_model.__name__}: {err.error_count()} errors"
+            ) from err
+
+    def public_profile(self, user: User) -> dict[str, Any]:
+        """What ``/auth/profile`` sends to the browser."""
+        return user.model_dump(by_alias=True, exclude_none=True)
