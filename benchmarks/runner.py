@@ -1,4 +1,4 @@
-"""Set-up, interleaved measurement and ratios (DESIGN.md section 9, RECIPES.md "Measuring").
+"""Set-up, interleaved measurement and ratios (targets: the README, "Benchmarks").
 
 Method: the machine has 2 shared, noisy cores, so nothing here is an absolute time. Each round
 runs one batch of every variant, round-robin (the starting variant rotates per round); a batch's

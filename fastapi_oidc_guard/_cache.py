@@ -80,7 +80,9 @@ class BoundedCache(Generic[K, V]):
         return (value for value, _ in list(self._entries.values()))
 
     def __contains__(self, key: object) -> bool:
-        return self.get(key) is not None  # type: ignore[arg-type]
+        """Whether ``key`` has a live entry (its place in the LRU order is not changed)."""
+        item = self._entries.get(key)  # type: ignore[arg-type]
+        return item is not None and (item[1] is _NEVER or self._now() < item[1])
 
     def __len__(self) -> int:
         return len(self._entries)

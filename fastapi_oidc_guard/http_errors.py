@@ -1,4 +1,4 @@
-"""The one place where library errors become HTTP responses (DESIGN.md section 7).
+"""The one place where library errors become HTTP responses (docs/architecture.md).
 
 Descriptions are fixed strings per error code: a response never echoes a token, a claim value or
 an exception message. The detailed message goes to the ``fastapi_oidc_guard`` logger instead.

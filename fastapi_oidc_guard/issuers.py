@@ -17,21 +17,27 @@ newcomer's token is ``503 temporarily_unavailable`` until the interval renews.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 
+from ._cache import BoundedCache
 from .config import GuardConfig, require_safe_url
 from .discovery import DiscoveryCache
 from .errors import ClaimError, InvalidAudience, TemporarilyUnavailable
 from .jose import parse_compact
-from .jwks import RemoteKeySet
+from .jwks import KeySet, RemoteKeySet
 from .verify import TokenVerifier, audience_values, check_times
 
-__all__ = ["IssuerStack", "IssuerVerifiers", "TrustedIssuer", "build_issuer_stack"]
+__all__ = [
+    "IssuerStack",
+    "IssuerVerifiers",
+    "TrustedIssuer",
+    "build_issuer_stack",
+    "build_verifier",
+]
 
 _MAX_RESOLVED = 256
 _MAX_NEWCOMERS = 16
@@ -85,13 +91,21 @@ def build_issuer_stack(
         max_max_age=cfg.jwks_max_max_age, cooldown=cfg.jwks_cooldown,
         stale_limit=cfg.jwks_stale_limit,
     )  # fmt: skip
-    verifier = TokenVerifier(
+    verifier = build_verifier(cfg, issuer=issuer, audience=audience, client_id=client_id, keys=keys)
+    return IssuerStack(discovery, keys, verifier)
+
+
+def build_verifier(
+    cfg: GuardConfig, *, issuer: str, audience: str | None, client_id: str | None, keys: KeySet
+) -> TokenVerifier:
+    """The verifier for one issuer with the guard's settings, on any key set (a
+    :class:`RemoteKeySet` in the app; a :class:`StaticKeySet` in verification tests)."""
+    return TokenVerifier(
         issuer=issuer, keys=keys, algorithms=cfg.algorithms, clock=cfg.clock,
         leeway=cfg.leeway, audience=audience, client_id=client_id,
         max_bytes=cfg.max_token_bytes, max_id_token_bytes=cfg.max_id_token_bytes,
         cache_size=cfg.token_cache_size, strict_typ=cfg.require_at_jwt,
     )  # fmt: skip
-    return IssuerStack(discovery, keys, verifier)
 
 
 class IssuerVerifiers:
@@ -116,8 +130,9 @@ class IssuerVerifiers:
                 cfg, issuer=item.issuer, audience=item.audience, client=client,
                 client_id=item.client_id,
             )  # fmt: skip
-        self._resolved: OrderedDict[str, IssuerStack] = OrderedDict()  # verified tenants
-        self._newcomers: OrderedDict[str, IssuerStack] = OrderedDict()  # on probation
+        # In-flight fetches of an evicted stack finish on their own.
+        self._resolved: BoundedCache[str, IssuerStack] = BoundedCache(_MAX_RESOLVED)  # verified
+        self._newcomers: BoundedCache[str, IssuerStack] = BoundedCache(_MAX_NEWCOMERS)  # probation
         self._budget_start, self._budget_used = float("-inf"), 0
         self.single = len(self.stacks) == 1 and resolver is None
 
@@ -128,12 +143,8 @@ class IssuerVerifiers:
             return await self.primary.verifier.access_principal(token, build)
         iss, stack = await self._stack_for(token)
         result = await stack.verifier.access_principal(token, build)
-        if self._newcomers.pop(iss, None) is not None:
-            self._resolved[iss] = stack
-            while len(self._resolved) > _MAX_RESOLVED:
-                self._resolved.popitem(last=False)
-        elif iss in self._resolved:
-            self._resolved.move_to_end(iss)
+        if self._newcomers.pop(iss) is not None:
+            self._resolved.put(iss, stack)
         return result
 
     async def for_token(self, token: str) -> TokenVerifier:
@@ -159,9 +170,7 @@ class IssuerVerifiers:
                     self._cfg, issuer=iss, audience=trusted.audience, client_id=trusted.client_id,
                     client=lambda: self._budgeted_client(iss),
                 )  # fmt: skip
-                self._newcomers[iss] = stack
-                while len(self._newcomers) > _MAX_NEWCOMERS:
-                    self._newcomers.popitem(last=False)  # in-flight fetches finish on their own
+                self._newcomers.put(iss, stack)
         if stack is None:
             raise ClaimError("iss", f"issuer {iss!r} is not trusted")
         return iss, stack

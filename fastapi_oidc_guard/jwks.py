@@ -1,6 +1,6 @@
 """Key sets: the ``KeySet`` seam and ``RemoteKeySet``, the issuer's JWKS with a cache policy.
 
-Policy of :class:`RemoteKeySet` (DESIGN.md section 4):
+Policy of :class:`RemoteKeySet` (docs/architecture.md, "where each rule lives"):
 
 - keys are parsed once per fetch into ready verifiers;
 - max age 10 minutes by default, ``Cache-Control: max-age`` honoured within [1 min, 24 h]; a
@@ -73,11 +73,11 @@ class RemoteKeySet:
         client: Callable[[], httpx.AsyncClient],
         clock: Callable[[], float],
         algorithms: Iterable[str],
-        max_age: float = 600.0,
-        min_max_age: float = 60.0,
-        max_max_age: float = 86_400.0,
-        cooldown: float = 30.0,
-        stale_limit: float = 86_400.0,
+        max_age: float,
+        min_max_age: float,
+        max_max_age: float,
+        cooldown: float,
+        stale_limit: float,
     ) -> None:
         self._jwks_uri = jwks_uri
         self._client = client

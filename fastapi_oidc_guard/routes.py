@@ -18,7 +18,7 @@ from .authentication import Authenticator
 from .backchannel import BackchannelLogout
 from .config import GuardConfig
 from .csrf import same_origin_navigation, write_allowed
-from .errors import CrossOriginRequest, NotAuthenticated
+from .errors import CrossOriginRequest, InvalidRequest, NotAuthenticated
 from .login_flow import LoginFlow
 from .login_params import has_control_chars
 from .tokens import TokenService
@@ -132,9 +132,9 @@ def build_router(
     @router.post("/backchannel-logout")
     async def backchannel_logout(request: Request) -> Response:
         form = await _small_form(request)
-        if await backchannel.handle(form.get("logout_token") if form is not None else None):
-            return Response(status_code=200, headers=_NO_STORE)
-        return JSONResponse({"error": "invalid_request"}, status_code=400, headers=_NO_STORE)
+        if not await backchannel.handle(form.get("logout_token") if form is not None else None):
+            raise InvalidRequest("logout token refused or replayed")  # 400, the spec's answer
+        return Response(headers=_NO_STORE)
 
     @router.get("/profile")
     async def profile(request: Request) -> Response:

@@ -51,7 +51,7 @@ class TransactionStore:
         *,
         path: str,
         ttl: float = 600.0,
-        max_pending: int = 3,
+        max_pending: int,
     ) -> None:
         self._sealer = sealer
         self._cookie = cookie

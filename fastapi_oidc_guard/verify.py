@@ -207,7 +207,7 @@ def check_claims(
     client_id: str | None = None,
     strict_typ: bool = False,
 ) -> None:
-    """Every claim rule of DESIGN.md section 5 for ``kind``; raises an ``InvalidToken``.
+    """Every claim rule (docs/architecture.md, "where each rule lives") for ``kind``; raises an ``InvalidToken``.
 
     For ID tokens ``audience`` is the client id; for logout tokens too. For access tokens,
     ``typ`` (the header's, normalised) and ``client_id`` feed :func:`check_access_token_kind`.
@@ -273,12 +273,12 @@ class TokenVerifier:
         algorithms: Iterable[str],
         clock: Callable[[], float],
         leeway: float,
-        audience: str | None = None,
-        client_id: str | None = None,
-        max_bytes: int = 8 * 1024,
-        max_id_token_bytes: int = 16 * 1024,
-        cache_size: int = 1024,
-        strict_typ: bool = False,
+        audience: str | None,
+        client_id: str | None,
+        max_bytes: int,
+        max_id_token_bytes: int,
+        cache_size: int,
+        strict_typ: bool,
     ) -> None:
         self._strict_typ = strict_typ
         self.issuer = issuer

@@ -1,4 +1,5 @@
-"""The JWKS cache policy (DESIGN.md section 4), one test per property, against the fake issuer."""
+"""The JWKS cache policy (docs/architecture.md, "where each rule lives"), one test per property,
+on the remote key set itself against the fake issuer."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from fastapi_oidc_guard import (
+    GuardConfig,
     KeyNotFound,
     KeySetUnavailable,
     OIDCGuard,
@@ -18,6 +20,8 @@ from fastapi_oidc_guard import (
     TemporarilyUnavailable,
     UnusableKey,
 )
+from fastapi_oidc_guard._http import build_client
+from fastapi_oidc_guard.issuers import build_issuer_stack
 from fastapi_oidc_guard.jose import parse_jwk
 from fastapi_oidc_guard.testing import FakeClock, FakeIssuer, SigningKey
 
@@ -26,7 +30,30 @@ from .conftest import build_app
 pytestmark = pytest.mark.anyio
 
 
-def make_guard(issuer: FakeIssuer, clock: FakeClock, **settings: Any) -> OIDCGuard:
+class KeySetSeam:
+    """The remote key set itself (with its discovery document and a verifier on top), built
+    the way the guard builds it but without a guard or an app: the JWKS policy is tested where
+    it lives. Whole-app tests (concurrent requests, 503s) use :func:`make_app_guard`."""
+
+    def __init__(self, issuer: FakeIssuer, clock: FakeClock, **settings: Any) -> None:
+        cfg = GuardConfig(issuer=issuer.issuer, audience=issuer.audience, clock=clock, **settings)
+        self._client = build_client(timeout=cfg.http_timeout, transport=issuer.transport)
+        stack = build_issuer_stack(
+            cfg, issuer=cfg.issuer, audience=cfg.audience, client=lambda: self._client
+        )
+        self.discovery, self.keys, self.verifier = stack.discovery, stack.keys, stack.verifier
+
+    async def aclose(self) -> None:
+        self.keys.close()
+        self.discovery.close()
+        await self._client.aclose()
+
+
+def make_guard(issuer: FakeIssuer, clock: FakeClock, **settings: Any) -> KeySetSeam:
+    return KeySetSeam(issuer, clock, **settings)
+
+
+def make_app_guard(issuer: FakeIssuer, clock: FakeClock, **settings: Any) -> OIDCGuard:
     return OIDCGuard(
         issuer=issuer.issuer,
         audience=issuer.audience,
@@ -60,7 +87,7 @@ async def test_keys_are_parsed_once_per_fetch(issuer: FakeIssuer, clock: FakeClo
 async def test_200_concurrent_first_requests_cause_one_fetch(
     issuer: FakeIssuer, clock: FakeClock
 ) -> None:
-    guard = make_guard(issuer, clock)
+    guard = make_app_guard(issuer, clock)
     app = build_app(guard)
     issuer.latency = 0.01
     tokens = [issuer.mint(sub=f"user-{n}") for n in range(200)]
@@ -77,7 +104,7 @@ async def test_200_concurrent_first_requests_cause_one_fetch(
 async def test_500_random_kids_cost_at_most_one_fetch_and_valid_tokens_pass(
     issuer: FakeIssuer, clock: FakeClock
 ) -> None:
-    guard = make_guard(issuer, clock)
+    guard = make_app_guard(issuer, clock)
     app = build_app(guard)
     async with asgi_client(app) as client:
         assert (
@@ -170,7 +197,7 @@ async def test_stale_beyond_limit_is_503_not_accept(issuer: FakeIssuer, clock: F
 
 @pytest.mark.parametrize("mode", ["down", "error", "garbage", "empty"])
 async def test_no_keys_at_all_is_503(issuer: FakeIssuer, clock: FakeClock, mode: Any) -> None:
-    guard = make_guard(issuer, clock)
+    guard = make_app_guard(issuer, clock)
     app = build_app(guard)
     with issuer.outage(mode):
         async with asgi_client(app) as client:
@@ -217,7 +244,7 @@ CHEAP_REJECTIONS: list[Any] = [
 async def test_cheap_checks_never_cause_network_io(
     issuer: FakeIssuer, clock: FakeClock, build: Any
 ) -> None:
-    guard = make_guard(issuer, clock)
+    guard = make_app_guard(issuer, clock)
     app = build_app(guard)
     token = build(issuer)
     async with asgi_client(app) as client:

@@ -1,4 +1,5 @@
-"""The verifier table: every rule of DESIGN.md section 5, most rows a rejection.
+"""The verifier table: every verification rule (docs/architecture.md, "where each rule
+lives"), most rows a rejection, run on the verifier itself over a static key set.
 
 Each row builds a token against a fresh fake issuer (named by intent) and says which error the
 bearer path must raise, or ``None`` when the token must be accepted. Removing any rule from
@@ -17,16 +18,20 @@ import pytest
 from fastapi_oidc_guard import (
     ClaimError,
     ExpiredToken,
+    GuardConfig,
     InvalidAudience,
     InvalidSignature,
     InvalidToken,
     KeyNotFound,
     MalformedToken,
     OIDCGuard,
+    StaticKeySet,
     UnsupportedAlgorithm,
     UnusableKey,
     WrongTokenType,
 )
+from fastapi_oidc_guard.issuers import build_verifier
+from fastapi_oidc_guard.jose import parse_jwks
 from fastapi_oidc_guard.testing import FakeClock, FakeIssuer, SigningKey
 from fastapi_oidc_guard.testing._keys import b64url, compact
 from fastapi_oidc_guard.verify import BACKCHANNEL_LOGOUT_EVENT
@@ -571,7 +576,32 @@ BEARER_CASES: list[Any] = [
 ]
 
 
-def make_guard(issuer: FakeIssuer, clock: FakeClock, **settings: Any) -> OIDCGuard:
+class VerifierSeam:
+    """The verifier alone on a static key set (the issuer's JWKS as it is when built): the rules
+    are tested where they live, without HTTP, discovery or a guard (go-oidc's style). The key
+    set's own policy is tested on ``RemoteKeySet`` in test_jwks.py."""
+
+    def __init__(self, issuer: FakeIssuer, clock: FakeClock, **settings: Any) -> None:
+        options: dict[str, Any] = {
+            "issuer": issuer.issuer, "audience": issuer.audience,
+            "client_id": issuer.client_id, "clock": clock, **settings,
+        }  # fmt: skip
+        cfg = GuardConfig(**options)
+        keys = StaticKeySet(parse_jwks(issuer.jwks(), cfg.algorithms))
+        self.verifier = build_verifier(
+            cfg, issuer=cfg.issuer, audience=cfg.audience, client_id=cfg.client_id, keys=keys
+        )
+
+    async def aclose(self) -> None:
+        """Nothing to close: no client, no background refresh."""
+
+
+def make_guard(issuer: FakeIssuer, clock: FakeClock, **settings: Any) -> VerifierSeam:
+    return VerifierSeam(issuer, clock, **settings)
+
+
+def make_app_guard(issuer: FakeIssuer, clock: FakeClock, **settings: Any) -> OIDCGuard:
+    """A whole guard, for what crosses the key set's HTTP side or builds the user model."""
     options: dict[str, Any] = {
         "issuer": issuer.issuer,
         "audience": issuer.audience,
@@ -694,7 +724,7 @@ KIND_CASES: list[Any] = [
 ]  # fmt: skip
 
 
-async def _expect(guard: OIDCGuard, token: str, expected: type[InvalidToken] | None) -> None:
+async def _expect(guard: VerifierSeam, token: str, expected: type[InvalidToken] | None) -> None:
     """Verify ``token`` as a bearer token: accepted when ``expected`` is None, else refused."""
     try:
         if expected is None:
@@ -710,7 +740,8 @@ async def _expect(guard: OIDCGuard, token: str, expected: type[InvalidToken] | N
 async def test_token_kind(
     build: Builder, expected: type[InvalidToken] | None, issuer: FakeIssuer, clock: FakeClock
 ) -> None:
-    await _expect(make_guard(issuer, clock), build(issuer), expected)
+    token = build(issuer)  # before the static key set is taken: a builder may add keys
+    await _expect(make_guard(issuer, clock), token, expected)
 
 
 @pytest.mark.parametrize(("build", "expected"), ONE_REGISTRATION_CASES)
@@ -719,9 +750,9 @@ async def test_one_registration_token_kind(
 ) -> None:
     """Attack: with ``audience`` = the client id, an ID token (from a refresh: no nonce, no
     at_hash) is presented as a bearer token. Real one-registration access tokens still pass."""
-    guard = make_guard(issuer, clock, audience=issuer.client_id)
     issuer.audience = issuer.client_id
-    await _expect(guard, build(issuer), expected)
+    token = build(issuer)
+    await _expect(make_guard(issuer, clock, audience=issuer.client_id), token, expected)
 
 
 @pytest.mark.parametrize(
@@ -746,7 +777,7 @@ async def test_strict_rfc9068_accepts_only_at_jwt(
 
 
 async def test_scope_array_is_read_like_scp(issuer: FakeIssuer, clock: FakeClock) -> None:
-    guard = make_guard(issuer, clock)
+    guard = make_app_guard(issuer, clock)
     try:
         user = await guard.user_from_token(token_with_scope_array(issuer))
         assert user.scopes == {"read:a", "write:b"}
@@ -841,7 +872,7 @@ async def test_cached_token_still_expires(issuer: FakeIssuer, clock: FakeClock) 
 
 
 async def test_cache_purged_when_key_is_removed(issuer: FakeIssuer, clock: FakeClock) -> None:
-    guard = make_guard(issuer, clock, jwks_max_age=60, jwks_min_max_age=60)
+    guard = make_app_guard(issuer, clock, jwks_max_age=60, jwks_min_max_age=60)
     old = issuer.signing_key
     token = issuer.mint(exp=NOW + 7200)
     await guard.verifier.verify_access_token(token)

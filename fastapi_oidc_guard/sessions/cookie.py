@@ -7,11 +7,9 @@ process when one is configured). See docs/sessions.md for what holds after logou
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from pydantic import ValidationError
 
-from .._cache import token_digest
+from .._cache import BoundedCache, token_digest
 from ..models import SessionData
 from .sealing import Sealer
 
@@ -33,15 +31,13 @@ class CookieSessionBackend:
 
     def __init__(self, sealer: Sealer, *, cache_size: int = 1024) -> None:
         self._sealer = sealer
-        self._cache_size = cache_size
-        self._cache: OrderedDict[bytes, SessionData] = OrderedDict()
+        self._cache: BoundedCache[bytes, SessionData] = BoundedCache(cache_size)
 
     def open(self, cookie_value: str) -> SessionData | None:
         """The session sealed in ``cookie_value``, or ``None`` (tampered, foreign, expired)."""
         digest = token_digest(cookie_value)
         cached = self._cache.get(digest)
         if cached is not None:
-            self._cache.move_to_end(digest)
             return cached
         payload = self._sealer.open(cookie_value, purpose=PURPOSE)
         if not isinstance(payload, dict):
@@ -50,10 +46,7 @@ class CookieSessionBackend:
             session = SessionData.model_validate(payload)
         except ValidationError:
             return None
-        if self._cache_size:
-            self._cache[digest] = session
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        self._cache.put(digest, session)
         return session
 
     def seal(self, session: SessionData, *, expires_at: float) -> str:

@@ -91,9 +91,9 @@ class SessionManager:
         clock: Callable[[], float],
         inactivity: float,
         absolute: float,
-        touch_interval: float = 60.0,
+        touch_interval: float,
+        max_cookie_bytes: int,
         before_save: BeforeSave | None = None,
-        max_cookie_bytes: int = 14_000,
     ) -> None:
         self.backend = backend
         self.cookie = cookie
