@@ -1,7 +1,7 @@
 """Benchmarks of ``fastapi_oidc_guard``: ``python -m benchmarks [--quick] [--rounds N] [--json]``.
 
 Results are ratios to the "floor" (a raw ``cryptography`` RS256 verify), measured in one run
-(the targets are in the README, "Benchmarks"). :func:`run` returns them as a dict, for a smoke test::
+(targets: the README, "Benchmarks"). :func:`run` returns them as a dict, for a smoke test::
 
     results = run(quick=True)
     assert results["added_floors"]["require_user_new"] is not None

@@ -207,7 +207,8 @@ def check_claims(
     client_id: str | None = None,
     strict_typ: bool = False,
 ) -> None:
-    """Every claim rule (docs/architecture.md, "where each rule lives") for ``kind``; raises an ``InvalidToken``.
+    """Every claim rule for ``kind`` (docs/architecture.md, "where each rule lives"); raises
+    an ``InvalidToken``.
 
     For ID tokens ``audience`` is the client id; for logout tokens too. For access tokens,
     ``typ`` (the header's, normalised) and ``client_id`` feed :func:`check_access_token_kind`.

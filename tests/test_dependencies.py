@@ -1,5 +1,6 @@
 """``require_user`` / ``optional_user`` / ``require_scopes`` on real routes: statuses, bodies,
-headers exactly as the error table of http_errors.py (docs/troubleshooting.md) says, and dependency overrides."""
+headers exactly as the error table of http_errors.py (docs/troubleshooting.md) says, and
+dependency overrides."""
 
 from __future__ import annotations
 
