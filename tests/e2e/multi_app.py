@@ -1,6 +1,8 @@
 """The app run as separate uvicorn processes by test_instances_e2e.py (configured from OIDC_*).
 
-``E2E_TOUCH_INTERVAL`` sets how often a session's use is recorded (0: on every request), and
+``/ws/live`` is a WebSocket kept only while its credentials hold (``while_authenticated``,
+checked every 0.2 s). ``E2E_TOUCH_INTERVAL`` sets how often a session's use is recorded (0: on
+every request), and
 ``/held`` holds a signed-in request at the point where it has loaded the session until
 ``POST /held/release``: a test interleaves a logout with it without sleeping.
 """
@@ -11,7 +13,7 @@ import asyncio
 import os
 from typing import Any
 
-from fastapi import Depends
+from fastapi import Depends, WebSocket
 
 from fastapi_oidc_guard import AccessToken, OIDCGuard, User, access_token, require_user
 
@@ -47,3 +49,15 @@ async def held_loaded() -> dict[str, bool]:
 async def held_release() -> dict[str, bool]:
     release.set()
     return {"released": True}
+
+
+@app.websocket("/ws/live")
+async def live(websocket: WebSocket, user: User = Depends(require_user)) -> None:
+    await websocket.accept()
+    await websocket.send_text(f"hello {user.sub}")
+    async with guard.while_authenticated(websocket, every=0.2):
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            await websocket.send_text(str(message.get("text", ""))[:100])

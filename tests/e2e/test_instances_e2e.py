@@ -2,7 +2,8 @@
 real provider: log in through A, use the session on B; 20 concurrent requests split across A and B
 on an expired access token cause exactly one refresh at the provider; the provider's back-channel
 logout (after RP-initiated logout through A) ends the session on B; Redis made unreachable during
-a bounded burst gives only 503s and 200s, and the sessions work again afterwards."""
+a bounded burst gives only 503s and 200s, and the sessions work again afterwards; a WebSocket
+open on B closes when the provider's back-channel logout reaches A."""
 
 from __future__ import annotations
 
@@ -180,6 +181,43 @@ def test_two_processes_share_sessions_refresh_and_logout(
             # carried it. Present the old cookie to B directly:
             gone = httpx.get(f"{b.url}/api/protected", cookies=cookie, timeout=10)
             assert gone.status_code == 401
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_socket_on_b_closes_when_the_back_channel_logout_reaches_a(
+    make_oidc_provider: Callable[..., OIDCProviderProcess], redis_for_e2e: RedisServer
+) -> None:
+    """Issue #12: a live socket on B, authenticated by the session cookie, is closed (1008,
+    ``session_ended``) when the provider's back-channel logout reaches A: the end travels
+    through Redis, B's check sees it. Another socket opened afterwards is refused."""
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+    from websockets.sync.client import connect
+
+    provider, a, b = start_pair(make_oidc_provider, redis_for_e2e.url)
+    try:
+        with httpx.Client(timeout=15) as browser:
+            callback = drive_login(browser, f"{a.url}/auth/login?prompt=consent", login="hana")
+            browser.get(callback, follow_redirects=False)
+            cookie = browser.cookies.get("oidc_session", path="/") or ""
+            headers = {"Cookie": f"oidc_session={cookie}", "Origin": a.url}
+            ws_url = f"ws://127.0.0.1:{b.port}/ws/live"
+            with connect(ws_url, additional_headers=headers, open_timeout=10) as socket:
+                assert socket.recv(timeout=10) == "hello hana"
+                socket.send("ping")
+                assert socket.recv(timeout=10) == "ping"
+                end_session = provider.discovery()["end_session_endpoint"]
+                drive_logout(browser, end_session)  # the provider's logout: back-channel to A
+                assert provider.counters().get("backchannel_logout", 0) >= 1
+                with pytest.raises(ConnectionClosed) as closed:
+                    for _ in range(50):  # bounded: the check runs every 0.2 s
+                        socket.recv(timeout=10)
+                assert closed.value.rcvd is not None
+                assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "session_ended")
+            with pytest.raises(InvalidStatus) as refused:  # closed before accept: HTTP 403
+                connect(ws_url, additional_headers=headers, open_timeout=10)
+            assert refused.value.response.status_code == 403
     finally:
         a.stop()
         b.stop()
