@@ -211,8 +211,7 @@ def test_socket_on_b_closes_when_the_back_channel_logout_reaches_a(
                 drive_logout(browser, end_session)  # the provider's logout: back-channel to A
                 assert provider.counters().get("backchannel_logout", 0) >= 1
                 with pytest.raises(ConnectionClosed) as closed:
-                    for _ in range(50):  # bounded: the check runs every 0.2 s
-                        socket.recv(timeout=10)
+                    socket.recv(timeout=10)  # the check runs every 0.2 s
                 assert closed.value.rcvd is not None
                 assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "session_ended")
             with pytest.raises(InvalidStatus) as refused:  # closed before accept: HTTP 403
