@@ -26,7 +26,7 @@ from .errors import CrossOriginRequest, InvalidUserClaims, NotAuthenticated
 from .issuers import IssuerVerifiers
 from .models import SessionData, User
 from .sessions.manager import SessionManager
-from .tokens import token_key
+from .token_sets import token_key
 from .websocket_auth import parse_authorization, socket_token
 
 __all__ = ["Authenticator"]

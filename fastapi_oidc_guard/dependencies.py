@@ -18,6 +18,7 @@ from fastapi.security import SecurityScopes
 from .authentication import Authenticator
 from .config import GuardConfig
 from .errors import InsufficientScope, InvalidToken, LoginRedirect, NotAuthenticated
+from .machine_tokens import MachineTokens
 from .models import AccessToken, User
 from .tokens import TokenService
 
@@ -35,12 +36,14 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Installed:
-    """What the dependencies use, put on the app by ``OIDCGuard.install`` (the guard itself is
+    """What the dependencies use (the config, the authenticator, the session tokens, the app's
+    own tokens), put on the app by ``OIDCGuard.install`` (the guard itself is
     never imported here: it is the composition root)."""
 
     config: GuardConfig
     auth: Authenticator
     tokens: TokenService
+    machine: MachineTokens
 
 
 def get_guard(request: HTTPConnection) -> Installed:
@@ -144,7 +147,7 @@ def _client_credentials_token(
 ) -> Callable[..., Awaitable[AccessToken]]:
     async def dependency(request: HTTPConnection) -> AccessToken:
         guard = get_guard(request)
-        return await guard.tokens.client_credentials(
+        return await guard.machine.client_credentials(
             audience=audience or guard.config.audience, scope=scope, min_ttl=min_ttl
         )
 

@@ -24,8 +24,10 @@ from .flows import ClientCredentials
 from .http_errors import error_response, install_error_handlers
 from .issuers import IssuerResolver, IssuerVerifiers, TrustedIssuer, build_issuer_stack
 from .login_flow import LoginFlow
+from .machine_tokens import MachineTokens
 from .models import AccessToken, SessionData, User
 from .openapi import install_openapi
+from .provider import Provider
 from .routes import build_router
 from .sessions.base import SessionBackend
 from .sessions.cookie import CookieSessionBackend
@@ -36,6 +38,7 @@ from .sessions.middleware import SessionMiddleware
 from .sessions.revocation import MemoryRevocations, RevocationStore
 from .sessions.sealing import Sealer
 from .socket_lifetime import close_when_ended, credential_check
+from .token_sets import Handout
 from .tokens import TokenService
 from .transactions import TransactionStore
 from .websocket_auth import parse_authorization
@@ -121,18 +124,23 @@ class OIDCGuard:
         self.auth = Authenticator(
             config=cfg, issuers=self.issuers, sessions=self.sessions, user_model=user_model
         )
+        self.provider = Provider(self.discovery, self.credentials, self.http_client)
+        handout = Handout(clock=cfg.clock)  # one audience-trap warning per process
         self.tokens = TokenService(
-            config=cfg, discovery=self.discovery, credentials=self.credentials,
-            verifier=self.verifier, client=self.http_client, sessions=self.sessions,
-            session_of=self.auth.session,
+            config=cfg, provider=self.provider, handout=handout, verifier=self.verifier,
+            sessions=self.sessions, session_of=self.auth.session,
+        )  # fmt: skip
+        self.machine = MachineTokens(
+            provider=self.provider, handout=handout, audience_param=cfg.audience_param,
+            clock=cfg.clock,
         )  # fmt: skip
         self.login: LoginFlow | None = None
         self.backchannel: BackchannelLogout | None = None
         if self.sessions is not None and self.transactions is not None:
             self.login = LoginFlow(
-                config=cfg, discovery=self.discovery, credentials=self.credentials,
-                verifier=self.verifier, client=self.http_client, sessions=self.sessions,
-                transactions=self.transactions, tokens=self.tokens,
+                config=cfg, provider=self.provider, verifier=self.verifier,
+                sessions=self.sessions, transactions=self.transactions, tokens=self.tokens,
+                handout=handout,
             )  # fmt: skip
             self.backchannel = BackchannelLogout(
                 verifier=self.verifier, sessions=self.sessions, clock=cfg.clock,
@@ -249,7 +257,9 @@ class OIDCGuard:
         """Attach the guard to ``app``: dependencies find its parts there; error handlers; and,
         when login is configured, the ``/auth`` routes and the session middleware."""
         app.state.oidc_guard = self
-        app.state.oidc_installed = Installed(config=self.config, auth=self.auth, tokens=self.tokens)
+        app.state.oidc_installed = Installed(
+            config=self.config, auth=self.auth, tokens=self.tokens, machine=self.machine
+        )
         install_error_handlers(app)
         cfg = self.config
         install_openapi(app, issuer=cfg.issuer, client_id=cfg.client_id, scope=cfg.scope)

@@ -16,16 +16,13 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Callable
 from typing import Any
 
-import httpx
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
 from . import flows, step_up
 from .config import GuardConfig
-from .discovery import DiscoveryCache
 from .errors import (
     AccessDenied,
     InvalidRequest,
@@ -39,8 +36,10 @@ from .http_errors import error_response
 from .login_params import MAX_PARAM, login_ask
 from .models import SessionData, TokenSet
 from .pkce import code_challenge, random_token
+from .provider import Provider
 from .sessions.manager import SessionManager
-from .tokens import TokenService, provider_refusal
+from .token_sets import Handout, provider_refusal
+from .tokens import TokenService
 from .transactions import Transaction, TransactionStore
 from .verify import TokenVerifier
 
@@ -67,24 +66,22 @@ class LoginFlow:
         self,
         *,
         config: GuardConfig,
-        discovery: DiscoveryCache,
-        credentials: flows.ClientCredentials,
+        provider: Provider,
         verifier: TokenVerifier,
-        client: Callable[[], httpx.AsyncClient],
         sessions: SessionManager,
         transactions: TransactionStore,
         tokens: TokenService,
+        handout: Handout,
     ) -> None:
         assert config.client_id is not None and config.base_url is not None
         self._cfg = config
         self._client_id = config.client_id
-        self._discovery = discovery
-        self._credentials = credentials
+        self._provider = provider
         self._verifier = verifier
-        self._client = client
         self._sessions = sessions
         self._transactions = transactions
         self._tokens = tokens
+        self._handout = handout
         self.base_url = config.base_url.rstrip("/")
         self.redirect_uri = f"{self.base_url}{config.routes_prefix}/callback"
         self._warned_no_audience = False
@@ -105,7 +102,7 @@ class LoginFlow:
                 "login without an audience: the provider may issue opaque access tokens that your "
                 "API cannot validate. Set OIDC_AUDIENCE to your API's identifier."
             )
-        metadata = await self._discovery.get()
+        metadata = await self._provider.metadata()
         txn = Transaction(
             state=random_token(), nonce=random_token(), code_verifier=random_token(48),
             return_to=return_to, audience=ask.audience, scope=ask.scope, created_at=cfg.clock(),
@@ -147,7 +144,7 @@ class LoginFlow:
 
     async def _exchange(self, request: Request, txn: Transaction) -> Response:
         cfg, params = self._cfg, request.query_params
-        metadata = await self._discovery.get()
+        metadata = await self._provider.metadata()
         if "error" in params:
             raise AccessDenied("the provider answered the authorization request with an error")
         flows.check_callback_issuer(metadata, params.get("iss"))
@@ -162,7 +159,7 @@ class LoginFlow:
             **flows.audience_params(txn.audience, cfg.audience_param),
         }
         try:
-            document = await flows.token_request(self._client(), metadata, self._credentials, data)
+            document = await self._provider.token(data)
         except TokenRequestFailed as err:
             if err.error in ("invalid_grant", "invalid_request"):  # a replayed or stale code
                 raise InvalidRequest(f"code exchange refused: {err.error}") from err
@@ -196,7 +193,7 @@ class LoginFlow:
             auth_time=auth_time,
             acr=claims.get("acr") if isinstance(claims.get("acr"), str) else None,
         )
-        self._tokens.diagnose(tokens.access_token, expected_audience=txn.audience)
+        self._handout.diagnose(tokens.access_token, expected_audience=txn.audience)
         await self._sessions.get(request.scope)  # a previous session ends: it is replaced
         self._sessions.start(request.scope, session)
         return RedirectResponse(txn.return_to, status_code=302)
@@ -224,13 +221,14 @@ class LoginFlow:
         if session is None:
             return RedirectResponse(return_to, status_code=302)
         try:
-            metadata = await self._discovery.get()
+            metadata = await self._provider.metadata()
         except TemporarilyUnavailable:
             logger.warning("logout: provider unreachable; the session was ended locally only")
             return RedirectResponse(return_to, status_code=302)
         if session.refresh_token:
             await flows.revoke_token(
-                self._client(), metadata, self._credentials, session.refresh_token,
+                self._provider.client(), metadata, self._provider.credentials,
+                session.refresh_token,
                 on_error=lambda message: logger.warning("logout: %s", message),
             )  # fmt: skip
         url = flows.logout_url(

@@ -1,5 +1,5 @@
-"""Access tokens for other APIs: per-audience token sets in the session, refresh, and
-client-credentials tokens for machine-to-machine calls.
+"""Access tokens of a user's session for other APIs: per-audience token sets in the session,
+refresh, and the userinfo endpoint (the app's own tokens are ``machine_tokens``).
 
 Refresh is single flight per session in this process: concurrent requests of one user share one
 call to the token endpoint. Because refresh tokens rotate (and providers revoke the whole grant
@@ -24,7 +24,6 @@ from ._cache import BoundedCache
 from ._flight import KeyedSingleFlight
 from ._json import loads_strict
 from .config import GuardConfig
-from .discovery import DiscoveryCache
 from .errors import (
     InvalidToken,
     LoginRequired,
@@ -35,10 +34,12 @@ from .errors import (
     TokenRequestFailed,
 )
 from .models import AccessToken, SessionData, TokenSet
+from .provider import Provider
 from .sessions.manager import SessionManager
+from .token_sets import Handout, fresh, provider_refusal, token_key
 from .verify import TokenVerifier
 
-__all__ = ["Persist", "SessionOf", "TokenService", "provider_refusal", "token_key"]
+__all__ = ["Persist", "SessionOf", "TokenService"]
 
 logger = logging.getLogger("fastapi_oidc_guard.tokens")
 
@@ -47,33 +48,6 @@ _USERINFO_TTL = 60.0
 _CACHE_SIZE = 10_000
 Persist = Callable[[SessionData], Awaitable[None]]
 SessionOf = Callable[[HTTPConnection], Awaitable[SessionData | None]]
-# Token-endpoint errors that mean our own client registration or settings are wrong.
-_OUR_CONFIGURATION = {
-    "invalid_client": "OIDC_CLIENT_ID / OIDC_CLIENT_SECRET and token_endpoint_auth",
-    "unauthorized_client": "the grant types allowed for OIDC_CLIENT_ID at the provider",
-    "unsupported_grant_type": "the grant types allowed for OIDC_CLIENT_ID at the provider",
-    "invalid_scope": "OIDC_SCOPE and the scopes asked by access_token(scope=...)",
-    "invalid_target": "OIDC_AUDIENCE and the audiences asked by access_token(audience=...)",
-}
-
-
-def provider_refusal(err: TokenRequestFailed, *, what: str) -> TemporarilyUnavailable:
-    """A token-endpoint refusal that is not the user's doing, as a 503 (never a 4xx to a
-    caller who did nothing wrong); refusals that mean our configuration is wrong are logged at
-    ERROR with the settings to check."""
-    setting = _OUR_CONFIGURATION.get(err.error)
-    if setting is not None:
-        logger.error(
-            "%s refused with %s: the provider says this app is misconfigured; check %s",
-            what, err.error, setting,
-        )  # fmt: skip
-    else:
-        logger.warning("%s refused with %s", what, err.error)
-    return TemporarilyUnavailable(f"{what} refused: {err.error}")
-
-
-def token_key(audience: str | None, scope: str | None) -> str:
-    return f"{audience or ''}|{scope or ''}"
 
 
 def _fingerprint(refresh_token: str) -> str:
@@ -83,11 +57,11 @@ def _fingerprint(refresh_token: str) -> str:
 class TokenService:
     """Gets fresh access tokens for a session or for the app itself (client credentials).
 
-    Its collaborators are explicit: the provider's ``discovery`` document, the app's
-    ``credentials`` at the token endpoint, the ``verifier`` (refreshed ID tokens), the HTTP
-    ``client``, the session layer (``sessions``: saving, ending, and the shared store of a
-    refresh's outcome) and ``session_of``, which finds a connection's session (the
-    authenticator's, with its origin check). It owns the rule "a refresh the provider refused
+    Its collaborators are explicit: the ``provider`` (discovery, the app's client
+    authentication, HTTP), the ``verifier`` (refreshed ID tokens), the session layer
+    (``sessions``: saving, ending, and the shared store of a refresh's outcome) and
+    ``session_of``, which finds a connection's session (the authenticator's, with its origin
+    check). It owns the rule "a refresh the provider refused
     ends the session", for every caller (:meth:`access_token_for`, :meth:`userinfo_for`).
     """
 
@@ -95,18 +69,15 @@ class TokenService:
         self,
         *,
         config: GuardConfig,
-        discovery: DiscoveryCache,
-        credentials: flows.ClientCredentials,
+        provider: Provider,
+        handout: Handout,
         verifier: TokenVerifier,
-        client: Callable[[], httpx.AsyncClient],
         sessions: SessionManager | None,
         session_of: SessionOf | None = None,
     ) -> None:
         self._config = config
-        self._discovery = discovery
-        self._credentials = credentials
+        self._provider = provider
         self._verifier = verifier
-        self._client = client
         self._sessions = sessions
         self._session_of = session_of
         self._clock = config.clock
@@ -114,12 +85,10 @@ class TokenService:
         self._recent: BoundedCache[str, SessionData] = BoundedCache(
             _CACHE_SIZE, ttl=_REMEMBER_REFRESH, clock=config.clock
         )
-        self._machine: BoundedCache[str, TokenSet] = BoundedCache(1024)
-        self._machine_flights: KeyedSingleFlight[str, TokenSet] = KeyedSingleFlight()
         self._userinfo: BoundedCache[str, dict[str, Any]] = BoundedCache(
             _CACHE_SIZE, ttl=_USERINFO_TTL, clock=config.clock
         )
-        self._warned_opaque = False
+        self._handout = handout
         self._warned_short = False
 
     def key(self, audience: str | None, scope: str | None) -> str:
@@ -232,30 +201,17 @@ class TokenService:
             tokens = session.tokens.get(key)
             if tokens is None:
                 raise LoginRequired("refresh did not produce a token for this audience")
-            if self._fresh(tokens, 0.0) is None:
-                raise TemporarilyUnavailable("the provider issued an access token already expired")
+            self._handout.just_issued(tokens)
             if self._fresh(tokens, min_ttl) is None and not self._warned_short:
                 self._warned_short = True
                 logger.warning(
                     "the provider's access tokens live less than min_ttl=%s s: a just-issued "
                     "token is handed out anyway; lower min_ttl", min_ttl,
                 )  # fmt: skip
-        return self._hand_out(tokens, expected_audience=audience)
+        return self._handout(tokens, expected_audience=audience)
 
     def _fresh(self, tokens: TokenSet | None, min_ttl: float) -> TokenSet | None:
-        """``tokens`` if they stay valid for more than ``min_ttl`` seconds, else ``None``."""
-        if tokens is None:
-            return None
-        if tokens.expires_at is not None and tokens.expires_at - self._clock() <= min_ttl:
-            return None
-        return tokens
-
-    def _hand_out(self, tokens: TokenSet, *, expected_audience: str | None) -> AccessToken:
-        self.diagnose(tokens.access_token, expected_audience=expected_audience)
-        return AccessToken(
-            token=tokens.access_token, token_type=tokens.token_type,
-            expires_at=tokens.expires_at, scope=tokens.scope, audience=tokens.audience,
-        )  # fmt: skip
+        return fresh(tokens, min_ttl, now=self._clock())
 
     async def _refresh(
         self,
@@ -331,13 +287,12 @@ class TokenService:
     ) -> SessionData:
         cfg = self._config
         assert session.refresh_token is not None
-        metadata = await self._discovery.get()
         data = {"grant_type": "refresh_token", "refresh_token": session.refresh_token,
                 **flows.audience_params(audience, cfg.audience_param)}  # fmt: skip
         if scope:
             data["scope"] = scope
         try:
-            document = await flows.token_request(self._client(), metadata, self._credentials, data)
+            document = await self._provider.token(data)
         except TokenRequestFailed as err:
             if err.error == "invalid_grant":
                 raise LoginRequired(
@@ -370,24 +325,6 @@ class TokenService:
         self._recent.put(_fingerprint(session.refresh_token), refreshed)
         return refreshed
 
-    def diagnose(self, access_token: str, *, expected_audience: str | None) -> None:
-        """Warn once per process when an access token is opaque (the audience trap)."""
-        if access_token.count(".") == 2 or self._warned_opaque:
-            return
-        self._warned_opaque = True
-        if expected_audience:
-            logger.warning(
-                "access token for audience %r is opaque, not a JWT: the provider does not know "
-                "that API. Register it at the provider and use its identifier as the audience.",
-                expected_audience,
-            )
-        else:
-            logger.warning(
-                "the access token is opaque because no audience was asked: your API cannot "
-                "validate it. Set OIDC_AUDIENCE (or access_token(audience=...)) to your API's "
-                "identifier as registered at the provider."
-            )
-
     # -- userinfo -----------------------------------------------------------------------------
 
     async def userinfo(
@@ -401,11 +338,11 @@ class TokenService:
             session, audience=self._config.audience, scope=None, min_ttl=10, persist=persist,
             can_refresh=can_refresh,
         )  # fmt: skip
-        metadata = await self._discovery.get()
+        metadata = await self._provider.metadata()
         if not metadata.userinfo_endpoint:
             raise TemporarilyUnavailable("the provider has no userinfo_endpoint")
         try:
-            response = await self._client().get(
+            response = await self._provider.client().get(
                 metadata.userinfo_endpoint, headers={"Authorization": token.authorization}
             )
         except httpx.HTTPError as err:
@@ -420,33 +357,3 @@ class TokenService:
             raise TemporarilyUnavailable(f"userinfo answered {response.status_code}")
         self._userinfo.put(session.id, claims)
         return claims
-
-    # -- machine-to-machine -------------------------------------------------------------------
-
-    async def client_credentials(
-        self, *, audience: str | None, scope: str | None, min_ttl: float
-    ) -> AccessToken:
-        """A client-credentials token for the app itself, cached until ``min_ttl`` before expiry."""
-        key = token_key(audience, scope)
-        tokens = self._fresh(self._machine.get(key), min_ttl)
-        if tokens is None:
-            tokens = await self._machine_flights.run(
-                key, lambda: self._fetch_machine(audience, scope)
-            )
-            if self._fresh(tokens, 0.0) is None:
-                raise TemporarilyUnavailable("the provider issued an access token already expired")
-        return self._hand_out(tokens, expected_audience=audience)
-
-    async def _fetch_machine(self, audience: str | None, scope: str | None) -> TokenSet:
-        metadata = await self._discovery.get()
-        data = {"grant_type": "client_credentials",
-                **flows.audience_params(audience, self._config.audience_param)}  # fmt: skip
-        if scope:
-            data["scope"] = scope
-        try:
-            document = await flows.token_request(self._client(), metadata, self._credentials, data)
-        except TokenRequestFailed as err:
-            raise provider_refusal(err, what="client credentials grant") from err
-        tokens = flows.token_set(document, now=self._clock(), audience=audience, scope=scope)
-        self._machine.put(token_key(audience, scope), tokens)
-        return tokens
