@@ -2,8 +2,9 @@
 
 - :func:`authorization_url`: code flow with PKCE (S256 always), ``state``, ``nonce``, audience;
 - :func:`check_callback_issuer`: RFC 9207 ``iss`` in the authorization response;
-- :func:`token_request`: code exchange, refresh, client credentials (client_secret_basic or
-  client_secret_post);
+- the grants' requests (:func:`code_grant`, :func:`refresh_grant`,
+  :func:`client_credentials_grant`) and :func:`token_request`, which sends them
+  (client_secret_basic or client_secret_post);
 - :func:`logout_url` and :func:`revoke_token`.
 """
 
@@ -29,9 +30,13 @@ from .step_up import numeric_date
 
 __all__ = [
     "ClientCredentials",
+    "audience_params",
     "authorization_url",
     "check_callback_issuer",
+    "client_credentials_grant",
+    "code_grant",
     "logout_url",
+    "refresh_grant",
     "revoke_token",
     "token_request",
     "token_set",
@@ -73,6 +78,40 @@ def audience_params(audience: str | None, style: AudienceParam) -> dict[str, str
     if style == "both":
         return {"audience": audience, "resource": audience}
     return {style: audience}
+
+
+def code_grant(
+    code: str,
+    *,
+    redirect_uri: str,
+    code_verifier: str,
+    audience: str | None,
+    style: AudienceParam,
+) -> dict[str, str]:
+    """The token request of the authorization code grant with PKCE."""
+    return {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+            "code_verifier": code_verifier, **audience_params(audience, style)}  # fmt: skip
+
+
+def refresh_grant(
+    refresh_token: str, *, audience: str | None, scope: str | None, style: AudienceParam
+) -> dict[str, str]:
+    """The token request of the refresh token grant (a narrower ``scope`` when given)."""
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token,
+            **audience_params(audience, style)}  # fmt: skip
+    if scope:
+        data["scope"] = scope
+    return data
+
+
+def client_credentials_grant(
+    *, audience: str | None, scope: str | None, style: AudienceParam
+) -> dict[str, str]:
+    """The token request of the client credentials grant."""
+    data = {"grant_type": "client_credentials", **audience_params(audience, style)}
+    if scope:
+        data["scope"] = scope
+    return data
 
 
 def authorization_url(

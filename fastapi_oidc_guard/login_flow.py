@@ -151,13 +151,10 @@ class LoginFlow:
         code = params.get("code")
         if not code or len(code) > 4096:
             raise InvalidRequest("callback without code")
-        data = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": self.redirect_uri,
-            "code_verifier": txn.code_verifier,
-            **flows.audience_params(txn.audience, cfg.audience_param),
-        }
+        data = flows.code_grant(
+            code, redirect_uri=self.redirect_uri, code_verifier=txn.code_verifier,
+            audience=txn.audience, style=cfg.audience_param,
+        )  # fmt: skip
         try:
             document = await self._provider.token(data)
         except TokenRequestFailed as err:

@@ -46,10 +46,9 @@ class MachineTokens:
         return self._handout(tokens, expected_audience=audience)
 
     async def _grant(self, audience: str | None, scope: str | None) -> TokenSet:
-        data = {"grant_type": "client_credentials",
-                **flows.audience_params(audience, self._audience_param)}  # fmt: skip
-        if scope:
-            data["scope"] = scope
+        data = flows.client_credentials_grant(
+            audience=audience, scope=scope, style=self._audience_param
+        )
         try:
             document = await self._provider.token(data)
         except TokenRequestFailed as err:

@@ -287,10 +287,9 @@ class TokenService:
     ) -> SessionData:
         cfg = self._config
         assert session.refresh_token is not None
-        data = {"grant_type": "refresh_token", "refresh_token": session.refresh_token,
-                **flows.audience_params(audience, cfg.audience_param)}  # fmt: skip
-        if scope:
-            data["scope"] = scope
+        data = flows.refresh_grant(
+            session.refresh_token, audience=audience, scope=scope, style=cfg.audience_param
+        )
         try:
             document = await self._provider.token(data)
         except TokenRequestFailed as err:
