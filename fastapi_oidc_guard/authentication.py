@@ -27,7 +27,7 @@ from .issuers import IssuerVerifiers
 from .models import SessionData, User
 from .sessions.manager import SessionManager
 from .token_sets import token_key
-from .websocket_auth import parse_authorization, socket_token
+from .websocket_auth import bearer_token, carries_bearer
 
 __all__ = ["Authenticator"]
 
@@ -52,16 +52,25 @@ class Authenticator:
         # Session users' scopes: those granted with the session's default access token.
         self._default_token = token_key(config.audience, config.scope)
 
+    def uses_bearer(self, conn: HTTPConnection) -> bool:
+        """Whether ``conn``'s credential is a bearer token (else the session cookie)."""
+        return carries_bearer(
+            conn.headers, conn.query_params, websocket=conn.scope["type"] == "websocket",
+            allow_query=self.config.websocket_query_token,
+        )  # fmt: skip
+
+    def bearer_token(self, conn: HTTPConnection) -> str | None:
+        """``conn``'s bearer token, or ``None`` (its credential is then the session cookie)."""
+        return bearer_token(
+            conn.headers, conn.query_params, websocket=conn.scope["type"] == "websocket",
+            allow_query=self.config.websocket_query_token,
+        )  # fmt: skip
+
     async def authenticate(self, conn: HTTPConnection) -> User:
         """The user of ``conn``; raises ``NotAuthenticated`` or ``InvalidToken``."""
-        authorization = conn.headers.get("authorization")
-        if authorization is not None:
-            return await self.user_from_token(parse_authorization(authorization))
-        if conn.scope["type"] == "websocket":
-            token = socket_token(conn.headers, conn.query_params,
-                                 allow_query=self.config.websocket_query_token)  # fmt: skip
-            if token is not None:
-                return await self.user_from_token(token)
+        token = self.bearer_token(conn)
+        if token is not None:
+            return await self.user_from_token(token)
         user = await self.session_user(conn)
         if user is None:
             raise NotAuthenticated("no Authorization header and no session")

@@ -25,7 +25,7 @@ from fastapi import Depends
 from fastapi.requests import HTTPConnection
 from pydantic import BaseModel, ConfigDict
 
-from .dependencies import get_guard, optional_user, require_user
+from .dependencies import installed, optional_user, require_user
 from .errors import (
     InsufficientScope,
     InsufficientUserAuthentication,
@@ -83,7 +83,7 @@ def _names(values: Iterable[str]) -> tuple[str, ...]:
 @functools.cache
 def _require(kind: Kind, names: tuple[str, ...], any_of: bool) -> UserDependency:
     async def dependency(request: HTTPConnection, user: User = Depends(require_user)) -> User:
-        granted = _granted(user, kind, get_guard(request).config.roles_claim)
+        granted = _granted(user, kind, installed(request).config.roles_claim)
         ok = any(n in granted for n in names) if any_of else all(n in granted for n in names)
         if not ok:
             mode = "any of" if any_of else "all of"
@@ -165,8 +165,8 @@ def _require_step_up(max_age: int | None, acr_values: tuple[str, ...]) -> UserDe
     async def dependency(
         request: HTTPConnection, user: User | None = Depends(optional_user)
     ) -> User:
-        guard = get_guard(request)
-        bearer = "authorization" in request.headers
+        guard = installed(request)
+        bearer = guard.auth.uses_bearer(request)  # the credential that authenticated ``user``
         page = (
             not bearer and request.scope.get("method") == "GET"
             and "text/html" in request.headers.get("accept", "")
@@ -224,9 +224,9 @@ class AuthState(BaseModel):
 
 async def auth_state(request: HTTPConnection) -> AuthState:
     """The request's :class:`AuthState`; for routes that serve both users and anonymous callers."""
-    guard = get_guard(request)
+    guard = installed(request)
     method: Literal["bearer", "session"] = (
-        "bearer" if "authorization" in request.headers else "session"
+        "bearer" if guard.auth.uses_bearer(request) else "session"
     )
     try:
         user = await guard.auth.authenticate(request)

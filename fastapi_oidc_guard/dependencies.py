@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from fastapi.requests import HTTPConnection
@@ -19,14 +20,16 @@ from .authentication import Authenticator
 from .config import GuardConfig
 from .errors import InsufficientScope, InvalidToken, LoginRedirect, NotAuthenticated
 from .machine_tokens import MachineTokens
-from .models import AccessToken, User
+from .models import AccessToken, SessionData, User
 from .tokens import TokenService
 
 __all__ = [
+    "GuardAPI",
     "Installed",
     "access_token",
     "client_credentials_token",
     "get_guard",
+    "installed",
     "optional_user",
     "require_page_user",
     "require_user",
@@ -46,15 +49,48 @@ class Installed:
     machine: MachineTokens
 
 
-def get_guard(request: HTTPConnection) -> Installed:
-    """The collaborators installed on the request's app; a clear error if ``install`` was not
-    called."""
-    installed: Installed | None = getattr(request.app.state, "oidc_installed", None)
-    if installed is None:
-        raise RuntimeError(
-            "fastapi_oidc_guard: no guard on this app; call guard.install(app) at start-up"
-        )
-    return installed
+class GuardAPI(Protocol):
+    """What :func:`get_guard` gives: the public verbs of the guard installed on the app."""
+
+    config: GuardConfig
+
+    async def authenticate(self, request: HTTPConnection) -> User: ...
+
+    async def session(self, request: HTTPConnection) -> SessionData | None: ...
+
+    async def access_token_for(
+        self,
+        request: HTTPConnection,
+        *,
+        audience: str | None,
+        scope: str | None,
+        min_ttl: float = 60.0,
+        force_refresh: bool = False,
+    ) -> AccessToken: ...
+
+    async def userinfo_for(self, request: HTTPConnection) -> dict[str, Any]: ...
+
+    def user_from_claims(self, claims: dict[str, Any]) -> User: ...
+
+
+_NOT_INSTALLED = "fastapi_oidc_guard: no guard on this app; call guard.install(app) at start-up"
+
+
+def installed(request: HTTPConnection) -> Installed:
+    """The parts installed on the request's app (what the dependencies use)."""
+    parts: Installed | None = getattr(request.app.state, "oidc_installed", None)
+    if parts is None:
+        raise RuntimeError(_NOT_INSTALLED)
+    return parts
+
+
+def get_guard(request: HTTPConnection) -> GuardAPI:
+    """The guard installed on the request's app (``Depends(get_guard)`` in a route that needs
+    its verbs); a clear error if ``install`` was not called."""
+    guard: GuardAPI | None = getattr(request.app.state, "oidc_guard", None)
+    if guard is None:
+        raise RuntimeError(_NOT_INSTALLED)
+    return guard
 
 
 async def require_user(request: HTTPConnection, security_scopes: SecurityScopes) -> User:
@@ -65,7 +101,7 @@ async def require_user(request: HTTPConnection, security_scopes: SecurityScopes)
     guard's ``user_model`` (``User`` by default). ``Security(require_user, scopes=[...])`` also
     requires those scopes (403 ``insufficient_scope`` otherwise).
     """
-    user = await get_guard(request).auth.authenticate(request)
+    user = await installed(request).auth.authenticate(request)
     if security_scopes.scopes:
         missing = [s for s in security_scopes.scopes if s not in user.scopes]
         if missing:
@@ -80,7 +116,7 @@ async def require_page_user(request: HTTPConnection) -> User:
     The equivalent of nextjs-auth0's ``withPageAuthRequired``. API routes should use
     :func:`require_user`, which answers 401 JSON instead.
     """
-    guard = get_guard(request)
+    guard = installed(request)
     try:
         return await guard.auth.authenticate(request)
     except NotAuthenticated as err:
@@ -98,7 +134,7 @@ async def optional_user(request: HTTPConnection) -> User | None:
     treated as anonymous.
     """
     try:
-        return await get_guard(request).auth.authenticate(request)
+        return await installed(request).auth.authenticate(request)
     except NotAuthenticated:
         return None
 
@@ -123,7 +159,7 @@ def _access_token(
     audience: str | None, scope: str | None, min_ttl: float
 ) -> Callable[..., Awaitable[AccessToken]]:
     async def dependency(request: HTTPConnection) -> AccessToken:
-        guard = get_guard(request)
+        guard = installed(request)
         return await guard.tokens.access_token_for(
             request, audience=audience or guard.config.audience, scope=scope, min_ttl=min_ttl
         )
@@ -146,7 +182,7 @@ def _client_credentials_token(
     audience: str | None, scope: str | None, min_ttl: float
 ) -> Callable[..., Awaitable[AccessToken]]:
     async def dependency(request: HTTPConnection) -> AccessToken:
-        guard = get_guard(request)
+        guard = installed(request)
         return await guard.machine.client_credentials(
             audience=audience or guard.config.audience, scope=scope, min_ttl=min_ttl
         )
@@ -160,7 +196,7 @@ async def userinfo(request: HTTPConnection) -> User:
     ``currentUser()``), as the guard's user model; cached per session for a minute. Its ``sub``
     must equal the session's. Declare fields with ``Field(exclude=True)`` in your user model to
     keep private ones out of what routes return."""
-    guard = get_guard(request)
+    guard = installed(request)
     claims = await guard.tokens.userinfo_for(request)
     session = await guard.auth.session(request)
     if session is None or claims.get("sub") != session.sub:

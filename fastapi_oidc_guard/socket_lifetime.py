@@ -25,7 +25,6 @@ from starlette.websockets import WebSocket, WebSocketState
 from .authentication import Authenticator
 from .errors import ExpiredToken, InvalidToken, TemporarilyUnavailable
 from .sessions.cookie import CookieSessionBackend
-from .websocket_auth import parse_authorization, socket_token
 
 __all__ = ["close_when_ended", "credential_check"]
 
@@ -36,16 +35,7 @@ Check = Callable[[], Awaitable[str | None]]
 
 def credential_check(guard: Authenticator, websocket: WebSocket) -> Check:
     """A check that returns why the socket's credentials ended, or ``None`` while they hold."""
-    header = websocket.headers.get("authorization")
-    token = (
-        parse_authorization(header)
-        if header
-        else socket_token(
-            websocket.headers,
-            websocket.query_params,
-            allow_query=guard.config.websocket_query_token,
-        )
-    )
+    token = guard.bearer_token(websocket)
     sessions = guard.sessions
     if token:
 
@@ -67,15 +57,16 @@ def credential_check(guard: Authenticator, websocket: WebSocket) -> Check:
         raise ValueError("while_authenticated: the socket has no session (authenticate it first)")
 
     async def session_check() -> str | None:
-        if guard.config.clock() >= sessions.expires_at(session.model_copy(
-                update={"last_active": guard.config.clock()})):  # fmt: skip
-            return "session_expired"  # the absolute lifetime (the socket counts as use)
-        backend = sessions.backend
-        if isinstance(backend, CookieSessionBackend) or key is None:
-            ended = await sessions.revocations.revoked(session)
-        else:
-            ended = await backend.load(key) is None
-        return "session_ended" if ended else None
+        now = guard.config.clock()
+        if now >= sessions.expires_at(session.model_copy(update={"last_active": now})):
+            return "session_expired"  # the absolute lifetime
+        if isinstance(sessions.backend, CookieSessionBackend) or key is None:
+            # The socket lives no longer than the cookie it presented (nothing can renew it).
+            if now >= sessions.expires_at(session):
+                return "session_expired"
+            return "session_ended" if await sessions.revocations.revoked(session) else None
+        # A store-backed session: the socket's use counts as activity (written to the store).
+        return None if await sessions.keep_alive(key) else "session_ended"
 
     return session_check
 
@@ -91,7 +82,7 @@ async def close_when_ended(
         raise ValueError("every must be a positive number of seconds")
     owner = asyncio.current_task()
     assert owner is not None
-    ended: list[str] = []
+    ended: list[tuple[int, str]] = []
 
     async def watch() -> None:
         while True:
@@ -101,9 +92,13 @@ async def close_when_ended(
             except TemporarilyUnavailable as err:  # an outage is not a logout
                 logger.warning("socket credentials not checked: %s", err)
                 continue
-            if reason is not None:
+            except Exception:  # fail closed: an unchecked socket is never kept open
+                logger.exception("socket credentials could not be checked: closing it")
+                ended.append((1011, "internal_error"))
                 break
-        ended.append(reason)
+            if reason is not None:
+                ended.append((1008, reason))
+                break
         owner.cancel()  # the block stops first: it never sends after the close
 
     watcher = asyncio.ensure_future(watch())
@@ -113,10 +108,11 @@ async def close_when_ended(
         if not ended:
             raise  # cancelled by someone else
         owner.uncancel()
-        logger.info("closing socket %s: %s", websocket.url.path, ended[0])
+        code, reason = ended[0]
+        logger.info("closing socket %s: %s", websocket.url.path, reason)
         if websocket.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(RuntimeError):  # the client is closing at the same time
-                await websocket.close(code=1008, reason=ended[0])
+                await websocket.close(code=code, reason=reason)
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -154,7 +154,10 @@ class TokenService:
             yield
         except LoginRequired as err:
             if err.end_session and self._sessions is not None:
-                self._sessions.end(conn.scope)
+                if conn.scope["type"] == "websocket":  # no response will carry the end
+                    await self._sessions.end_now(conn.scope)
+                else:
+                    self._sessions.end(conn.scope)
             raise
 
     # -- user tokens --------------------------------------------------------------------------

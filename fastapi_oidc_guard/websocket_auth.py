@@ -23,6 +23,8 @@ from .errors import InvalidToken
 __all__ = [
     "BEARER_PROTOCOL_PREFIX",
     "app_subprotocol",
+    "bearer_token",
+    "carries_bearer",
     "offered_protocols",
     "parse_authorization",
     "socket_token",
@@ -56,6 +58,31 @@ def socket_token(
             return protocol[len(BEARER_PROTOCOL_PREFIX) :]
     if allow_query:
         return query.get(QUERY_TOKEN) or None
+    return None
+
+
+def carries_bearer(
+    headers: Mapping[str, str], query: Mapping[str, str], *, websocket: bool, allow_query: bool
+) -> bool:
+    """Whether the connection's credential is a bearer token (else: the session cookie). The
+    one rule, used by authentication and by every check that depends on the credential
+    (step-up, ``auth_state``, the socket's lifetime)."""
+    if "authorization" in headers:
+        return True
+    return websocket and socket_token(headers, query, allow_query=allow_query) is not None
+
+
+def bearer_token(
+    headers: Mapping[str, str], query: Mapping[str, str], *, websocket: bool, allow_query: bool
+) -> str | None:
+    """The connection's bearer token, or ``None`` when its credential is the session cookie.
+    The ``Authorization`` header wins (malformed: ``InvalidToken``); on a handshake without
+    one, a ``bearer.<token>`` subprotocol, then (opted in) the query."""
+    authorization = headers.get("authorization")
+    if authorization is not None:
+        return parse_authorization(authorization)
+    if websocket:
+        return socket_token(headers, query, allow_query=allow_query)
     return None
 
 

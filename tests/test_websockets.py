@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi import Depends, FastAPI, WebSocket
+from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -337,3 +337,152 @@ def test_a_socket_on_b_closes_when_a_receives_the_back_channel_logout(
                             data={"logout_token": logout_token(issuer, sid=sid)})  # fmt: skip
             assert answer.status_code == 200
             assert closed_reason(ws) == (1008, "session_ended")
+
+
+# -- found by the adversarial review of issue #12 ------------------------------------------------
+
+
+def test_step_up_on_a_socket_checks_the_credential_that_authenticated_it(
+    guard: OIDCGuard, issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    """Attack: a stolen token of a login two hours old, passed as a ``bearer.<token>``
+    subprotocol together with the attacker's own fresh session cookie, must not pass
+    ``require_step_up(max_age=60)`` on the strength of the cookie's ``auth_time``."""
+    stolen = issuer.mint(sub="victim", auth_time=int(clock()) - 7200)
+    with TestClient(socket_app(guard), base_url=BASE_URL) as client:
+        login(client, issuer, user={"sub": "attacker"})
+        code, reason = refused(
+            client, "/ws/step-up", headers={"Origin": BASE_URL},
+            subprotocols=["chat", f"bearer.{stolen}"],
+        )  # fmt: skip
+        assert (code, reason) == (1008, "insufficient_user_authentication")
+        with client.websocket_connect(WS + "/ws/state", headers={"Origin": BASE_URL},
+                                      subprotocols=["chat", f"bearer.{stolen}"]) as ws:  # fmt: skip
+            assert ws.receive_json()["method"] == "bearer"
+
+
+def test_step_up_accepts_a_fresh_token_passed_as_a_subprotocol(
+    client: TestClient, issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    fresh = issuer.mint(sub="u", auth_time=int(clock()))
+    with client.websocket_connect(WS + "/ws/step-up", subprotocols=["chat", f"bearer.{fresh}"]):
+        pass  # accepted (the token's auth_time, not an absent session's)
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_a_refused_refresh_on_a_socket_ends_the_stored_session(
+    issuer: FakeIssuer, clock: FakeClock, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """The provider revoked the grant; ``access_token()`` on a socket is refused with
+    ``login_required``: the session ends in the store at once (a socket has no response to
+    carry the end), so the same cookie is signed out on HTTP too."""
+    extra: dict[str, Any] = {"session_backend": backend}
+    if backend == "redis":
+        extra["redis_url"] = request.getfixturevalue("redis_server").url
+    guard = web_guard(issuer, clock, **extra)
+    app = socket_app(guard)
+
+    @app.get("/api/protected")
+    async def protected(user: User = Depends(require_user)) -> dict[str, str]:
+        return {"sub": user.sub}
+
+    with TestClient(app, base_url=BASE_URL) as client:
+        login(client, issuer)
+        for grant in issuer.oauth.refresh.values():
+            grant.revoked = True
+        clock.advance(3600)
+        assert refused(client, "/ws/token") == (1008, "login_required")
+        assert client.get("/api/protected").status_code == 401
+
+
+def test_a_check_that_fails_unexpectedly_closes_the_socket() -> None:
+    """Fail closed: a check raising anything but an outage (a custom store's driver error, a
+    resolver bug) closes the socket with 1011 instead of leaving it open and unchecked."""
+    import asyncio
+
+    from starlette.websockets import WebSocketState
+
+    from fastapi_oidc_guard.socket_lifetime import close_when_ended
+
+    class Socket:
+        application_state = WebSocketState.CONNECTED
+        url = type("url", (), {"path": "/ws/x"})
+        closed: tuple[int, str] | None = None
+
+        async def close(self, code: int = 1000, reason: str = "") -> None:
+            self.closed = (code, reason)
+            self.application_state = WebSocketState.DISCONNECTED
+
+    async def check() -> str | None:
+        raise ConnectionError("db connection reset")
+
+    async def main() -> Socket:
+        socket = Socket()
+        async with close_when_ended(socket, check, every=0.01):  # type: ignore[arg-type]
+            await asyncio.sleep(5)  # the route's receive loop: cancelled by the close
+        return socket
+
+    assert asyncio.run(main()).closed == (1011, "internal_error")
+
+
+def test_an_active_socket_keeps_a_stored_session_alive(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    """A socket's use counts as activity for a store-backed session (written to the store,
+    at most every touch interval): it is not closed by inactivity while the user is on it."""
+    import threading
+
+    from fastapi_oidc_guard.sessions.memory import MemorySessionBackend
+
+    touched = threading.Event()
+
+    class Recording(MemorySessionBackend):
+        async def update(self, key: str, session: Any, *, expires_at: float) -> bool:
+            live = await super().update(key, session, expires_at=expires_at)
+            if live and session.last_active == clock():
+                touched.set()
+            return live
+
+    guard = web_guard(issuer, clock, session_backend=Recording(clock=clock))
+    inactivity = guard.config.session_inactivity
+    with TestClient(held_socket_app(guard), base_url=BASE_URL) as client:
+        login(client, issuer)
+        with client.websocket_connect(WS + "/ws/live") as ws:
+            for _ in range(6):  # 1.5 times the inactivity window, in quarter steps
+                touched.clear()
+                clock.advance(inactivity / 4)
+                assert touched.wait(timeout=5), "the socket's use was not recorded"
+                ws.send_text("x")
+                assert ws.receive_json()["echo"] == "x"
+        assert client.get("/auth/profile").status_code == 200
+
+
+def test_a_cookie_socket_lives_no_longer_than_the_cookie_it_presented(
+    guard: OIDCGuard, issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    """Nothing can renew a cookie from a socket: the socket closes when the cookie it presented
+    would expire by inactivity (``session_expired``), as an HTTP request with it would fail."""
+    with TestClient(held_socket_app(guard), base_url=BASE_URL) as client:
+        login(client, issuer)
+        with client.websocket_connect(WS + "/ws/live") as ws:
+            ws.send_text("hi")
+            ws.receive_json()
+            clock.advance(guard.config.session_inactivity)
+            assert closed_reason(ws) == (1008, "session_expired")
+
+
+def test_get_guard_gives_the_guard_s_public_verbs(guard: OIDCGuard, issuer: FakeIssuer) -> None:
+    """``Depends(get_guard)`` keeps giving the installed guard (public API unchanged)."""
+    from fastapi_oidc_guard import get_guard
+
+    app = FastAPI()
+    guard.install(app)
+
+    @app.get("/whoami")
+    async def whoami(request: Request, g: Any = Depends(get_guard)) -> dict[str, Any]:
+        user = await g.authenticate(request)
+        return {"sub": user.sub, "same": g is guard}
+
+    with TestClient(app, base_url=BASE_URL) as client:
+        answer = client.get("/whoami", headers={"Authorization": f"Bearer {issuer.mint()}"})
+        assert answer.json() == {"sub": "user-1", "same": True}

@@ -102,7 +102,7 @@ class SessionManager:
         self._clock = clock
         self.inactivity = inactivity
         self.absolute = absolute
-        self._touch_interval = touch_interval
+        self.touch_interval = touch_interval
         self._before_save = before_save
         self.max_cookie_bytes = max_cookie_bytes
 
@@ -147,7 +147,7 @@ class SessionManager:
             slot.clear = True
             return None
         slot.session, slot.value, slot.key = session, value, key
-        if now - session.last_active >= self._touch_interval:
+        if now - session.last_active >= self.touch_interval:
             try:
                 self.set(scope, session.model_copy(update={"last_active": now}))
             except SessionTooLarge as err:  # e.g. the budget was lowered: keep it as it is
@@ -217,6 +217,29 @@ class SessionManager:
         slot = self.slot(scope)
         slot.action, slot.pending, slot.sealed, slot.dirty = "delete", None, None, False
         slot.cache.clear()
+
+    async def end_now(self, scope: MutableMapping[str, Any]) -> None:
+        """:meth:`end`, written at once: for a WebSocket, which has no response to carry it."""
+        slot = self.slot(scope)
+        session, key = slot.session, slot.key
+        self.end(scope)
+        if session is not None:
+            await self._end(session, key)
+
+    async def keep_alive(self, key: str) -> bool:
+        """A WebSocket's use of the store-backed session under ``key``: recorded (at most
+        every ``touch_interval``) by an update, which never creates. ``False`` when the session
+        ended or expired."""
+        backend = self.backend
+        assert not isinstance(backend, CookieSessionBackend)
+        session = await backend.load(key)
+        now = self._clock()
+        if session is None or now >= self.expires_at(session):
+            return False
+        if now - session.last_active < self.touch_interval:
+            return True
+        touched = session.model_copy(update={"last_active": now})
+        return await backend.update(key, touched, expires_at=self.expires_at(touched))
 
     async def revoke(self, *, sid: str | None, sub: str | None, at: float | None = None) -> int:
         """Back-channel logout: end the sessions of provider session ``sid`` (or, with ``sub``
