@@ -7,9 +7,12 @@ socket does. ``async with guard.while_authenticated(websocket): ...`` checks the
 - its bearer token expires or no longer verifies (``token_expired`` / ``invalid_token``);
 - its session was logged out or ended by a back-channel logout, on this instance or, through
   the shared store (Redis), on any other (``session_ended``);
-- its session reaches its absolute lifetime (``session_expired``).
+- its session reaches its absolute lifetime, or (cookie sessions) the cookie it presented
+  expires by inactivity (``session_expired``); with a store, the socket's use is recorded as
+  activity (``SessionManager.keep_alive``).
 
-A store that cannot be reached (503) does not close the socket: an outage is not a logout.
+A store that cannot be reached (503) does not close the socket: an outage is not a logout. Any
+other failure of the check closes it with 1011 ``internal_error`` (fail closed).
 """
 
 from __future__ import annotations
