@@ -15,6 +15,7 @@ for a session; a model that refuses the claims is a 401, never a 500.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi.requests import HTTPConnection
@@ -30,6 +31,10 @@ from .token_sets import token_key
 from .websocket_auth import bearer_token, carries_bearer
 
 __all__ = ["Authenticator"]
+
+
+def _socket_query(conn: HTTPConnection) -> Callable[[], Mapping[str, str]] | None:
+    return (lambda: conn.query_params) if conn.scope["type"] == "websocket" else None
 
 
 class Authenticator:
@@ -55,14 +60,14 @@ class Authenticator:
     def uses_bearer(self, conn: HTTPConnection) -> bool:
         """Whether ``conn``'s credential is a bearer token (else the session cookie)."""
         return carries_bearer(
-            conn.headers, conn.query_params, websocket=conn.scope["type"] == "websocket",
+            conn.headers, socket_query=_socket_query(conn),
             allow_query=self.config.websocket_query_token,
         )  # fmt: skip
 
     def bearer_token(self, conn: HTTPConnection) -> str | None:
         """``conn``'s bearer token, or ``None`` (its credential is then the session cookie)."""
         return bearer_token(
-            conn.headers, conn.query_params, websocket=conn.scope["type"] == "websocket",
+            conn.headers, socket_query=_socket_query(conn),
             allow_query=self.config.websocket_query_token,
         )  # fmt: skip
 

@@ -16,7 +16,7 @@ Pure functions over the handshake's headers and query; no FastAPI import.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from .errors import InvalidToken
 
@@ -62,18 +62,27 @@ def socket_token(
 
 
 def carries_bearer(
-    headers: Mapping[str, str], query: Mapping[str, str], *, websocket: bool, allow_query: bool
+    headers: Mapping[str, str],
+    *,
+    socket_query: Callable[[], Mapping[str, str]] | None,
+    allow_query: bool,
 ) -> bool:
     """Whether the connection's credential is a bearer token (else: the session cookie). The
     one rule, used by authentication and by every check that depends on the credential
-    (step-up, ``auth_state``, the socket's lifetime)."""
+    (step-up, ``auth_state``, the socket's lifetime). ``socket_query`` gives a WebSocket
+    handshake's query (``None`` for HTTP requests; only read when needed)."""
     if "authorization" in headers:
         return True
-    return websocket and socket_token(headers, query, allow_query=allow_query) is not None
+    if socket_query is None:
+        return False
+    return socket_token(headers, socket_query(), allow_query=allow_query) is not None
 
 
 def bearer_token(
-    headers: Mapping[str, str], query: Mapping[str, str], *, websocket: bool, allow_query: bool
+    headers: Mapping[str, str],
+    *,
+    socket_query: Callable[[], Mapping[str, str]] | None,
+    allow_query: bool,
 ) -> str | None:
     """The connection's bearer token, or ``None`` when its credential is the session cookie.
     The ``Authorization`` header wins (malformed: ``InvalidToken``); on a handshake without
@@ -81,9 +90,9 @@ def bearer_token(
     authorization = headers.get("authorization")
     if authorization is not None:
         return parse_authorization(authorization)
-    if websocket:
-        return socket_token(headers, query, allow_query=allow_query)
-    return None
+    if socket_query is None:
+        return None
+    return socket_token(headers, socket_query(), allow_query=allow_query)
 
 
 def app_subprotocol(headers: Mapping[str, str]) -> str | None:
