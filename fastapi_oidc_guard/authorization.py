@@ -8,9 +8,13 @@ Where the rights come from:
 
 - scopes: the ``scope`` (space-delimited) and ``scp`` (array or string) claims of a bearer token;
   for a session user, the ``scope`` granted with the session's default access token;
-- permissions: the ``permissions`` array claim (Auth0's RBAC);
-- roles: the claim named by ``roles_claim`` (default ``roles``; namespaced claims such as
-  ``https://example.com/roles`` work), an array or a space-delimited string.
+- permissions: the claim named by ``permissions_claim`` (default ``permissions``, Auth0's RBAC);
+- roles: the claim named by ``roles_claim`` (default ``roles``).
+
+Both are a claim name or a dotted path (``realm_access.roles``, ``resource_access.my-api.roles``;
+a namespaced claim such as ``https://example.com/roles`` is read whole), or several separated
+by commas; an array, a space-delimited string, or an object's keys (Zitadel) give the names
+(``fastapi_oidc_guard.claim_paths``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from fastapi import Depends
 from fastapi.requests import HTTPConnection
 from pydantic import BaseModel, ConfigDict
 
+from .claim_paths import names_at
+from .config import GuardConfig
 from .dependencies import installed, optional_user, require_user
 from .errors import (
     InsufficientScope,
@@ -52,25 +58,19 @@ Kind = Literal["scopes", "permissions", "roles"]
 UserDependency = Callable[..., Awaitable[User]]
 
 
-def _as_set(value: object) -> frozenset[str]:
-    if isinstance(value, str):
-        return frozenset(value.split())
-    if isinstance(value, list | tuple | set | frozenset):
-        return frozenset(v for v in value if isinstance(v, str))
-    return frozenset()
-
-
 def roles_of(user: User, claim: str = "roles") -> frozenset[str]:
-    """The user's roles from ``claim`` (array or space-delimited string)."""
-    return _as_set(user.claims.get(claim))
+    """The user's roles from ``claim``: a claim name or dotted path (``realm_access.roles``),
+    or several separated by commas; an array, a space-delimited string or an object's keys
+    (see ``fastapi_oidc_guard.claim_paths``)."""
+    return names_at(user.claims, claim)
 
 
-def _granted(user: User, kind: Kind, roles_claim: str) -> frozenset[str]:
+def _granted(user: User, kind: Kind, config: GuardConfig) -> frozenset[str]:
     if kind == "scopes":
         return user.scopes
     if kind == "permissions":
-        return _as_set(user.permissions)
-    return roles_of(user, roles_claim)
+        return names_at(user.claims, config.permissions_claim)
+    return names_at(user.claims, config.roles_claim)
 
 
 def _names(values: Iterable[str]) -> tuple[str, ...]:
@@ -83,7 +83,7 @@ def _names(values: Iterable[str]) -> tuple[str, ...]:
 @functools.cache
 def _require(kind: Kind, names: tuple[str, ...], any_of: bool) -> UserDependency:
     async def dependency(request: HTTPConnection, user: User = Depends(require_user)) -> User:
-        granted = _granted(user, kind, installed(request).config.roles_claim)
+        granted = _granted(user, kind, installed(request).config)
         ok = any(n in granted for n in names) if any_of else all(n in granted for n in names)
         if not ok:
             mode = "any of" if any_of else "all of"

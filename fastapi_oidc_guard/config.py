@@ -12,7 +12,7 @@ import ipaddress
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -97,18 +97,32 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def as_audiences(audience: str | Iterable[str] | None) -> tuple[str, ...]:
+    """An audience setting (one identifier or several) as a tuple, order kept, no repeats."""
+    if audience is None:
+        return ()
+    values = [audience] if isinstance(audience, str) else list(audience)
+    return tuple(dict.fromkeys(values))
+
+
 @dataclass(frozen=True, kw_only=True)
 class GuardConfig:
     """Everything the guard needs to know. Times are in seconds.
 
     ``issuer`` is required. ``audience`` is the API identifier: bearer tokens must carry it in
     ``aud`` (without one, bearer tokens are refused, never accepted unchecked) and it is sent at
-    login so that access tokens are JWTs rather than opaque strings. ``clock`` returns the current
-    Unix time and exists so tests can move time without sleeping.
+    login so that access tokens are JWTs rather than opaque strings. It may be a list (one API
+    known by several identifiers): a bearer token is accepted when one of its audiences is one
+    of them; the first is the one asked for at login. After construction ``audience`` is that
+    first identifier and ``audiences`` all of them. ``audience_claim`` names the claim that
+    carries the audience (``aud``; Cognito access tokens: ``client_id``). ``clock`` returns the
+    current Unix time and exists so tests can move time without sleeping.
     """
 
     issuer: str
-    audience: str | None = None
+    audience: str | None = None  # or a list of identifiers: see the class docstring
+    audiences: tuple[str, ...] = ()  # filled from ``audience``
+    audience_claim: str = "aud"
     client_id: str | None = None
     client_secret: str | None = None
     base_url: str | None = None
@@ -149,7 +163,8 @@ class GuardConfig:
     audience_param: AudienceParam = "both"
     token_endpoint_auth: ClientAuth = "client_secret_basic"
     default_return_to: str = "/"
-    roles_claim: str = "roles"
+    roles_claim: str = "roles"  # a claim name or a dotted path: realm_access.roles
+    permissions_claim: str = "permissions"
     trusted_origins: tuple[str, ...] = ()
     # With 3 pending logins (<= 1 KB each) and a browser's other headers, what a default uvicorn
     # (h11: 16 KiB request head) accepts.
@@ -180,8 +195,7 @@ class GuardConfig:
                 )
         self._check_algorithms()
         self._check_times()
-        if self.audience is not None and not self.audience.strip():
-            raise ConfigurationError("OIDC_AUDIENCE is empty: unset it or give the API identifier")
+        self._set_audiences()
         if self.client_secret and not self.client_id:
             raise ConfigurationError(
                 "OIDC_CLIENT_SECRET is set but OIDC_CLIENT_ID is not: set both"
@@ -199,6 +213,21 @@ class GuardConfig:
                 "revocations in Redis), or unset OIDC_REDIS_URL"
             )
         self._check_login()
+
+    def _set_audiences(self) -> None:
+        given: Any = self.audience
+        if isinstance(given, str) and "," in given:  # OIDC_AUDIENCE=a,b
+            given = _split(given)
+        audiences = as_audiences((*as_audiences(given), *self.audiences))
+        if any(not isinstance(a, str) or not a.strip() for a in audiences) or (
+            given is not None and not audiences
+        ):
+            raise ConfigurationError("OIDC_AUDIENCE is empty: unset it or give the API identifier")
+        object.__setattr__(self, "audiences", audiences)
+        object.__setattr__(self, "audience", audiences[0] if audiences else None)
+        for name in ("audience_claim", "roles_claim", "permissions_claim"):
+            if not getattr(self, name) or not isinstance(getattr(self, name), str):
+                raise ConfigurationError(f"{name} must be a claim name or a dotted path")
 
     @property
     def login_enabled(self) -> bool:
@@ -338,6 +367,9 @@ class GuardConfig:
             "scope": "OIDC_SCOPE",
             "session_backend": "OIDC_SESSION_BACKEND",
             "redis_url": "OIDC_REDIS_URL",
+            "audience_claim": "OIDC_AUDIENCE_CLAIM",
+            "roles_claim": "OIDC_ROLES_CLAIM",
+            "permissions_claim": "OIDC_PERMISSIONS_CLAIM",
         }
         for name, var in plain.items():
             if env.get(var):

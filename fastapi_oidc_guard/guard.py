@@ -104,7 +104,7 @@ class OIDCGuard:
         self._owns_client = http_client is None
         cfg = self.config
         primary = build_issuer_stack(
-            cfg, issuer=cfg.issuer, audience=cfg.audience, client=self.http_client,
+            cfg, issuer=cfg.issuer, audience=cfg.audiences, client=self.http_client,
             client_id=cfg.client_id,
         )  # fmt: skip
         self.discovery, self.keys, self.verifier = primary.discovery, primary.keys, primary.verifier

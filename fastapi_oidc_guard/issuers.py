@@ -24,12 +24,12 @@ from typing import Any, TypeVar
 import httpx
 
 from ._cache import BoundedCache
-from .config import GuardConfig, require_safe_url
+from .config import GuardConfig, as_audiences, require_safe_url
 from .discovery import DiscoveryCache
-from .errors import ClaimError, InvalidAudience, TemporarilyUnavailable
+from .errors import ClaimError, TemporarilyUnavailable
 from .jose import parse_compact
 from .jwks import KeySet, RemoteKeySet
-from .verify import TokenVerifier, audience_values, check_times
+from .verify import TokenVerifier, check_audience, check_times
 
 __all__ = [
     "IssuerStack",
@@ -46,10 +46,11 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class TrustedIssuer:
-    """An issuer whose bearer tokens are accepted, and the audience they must carry."""
+    """An issuer whose bearer tokens are accepted, and the audience they must carry (one
+    identifier, or a tuple of them: one of them must be among the token's audiences)."""
 
     issuer: str
-    audience: str
+    audience: str | tuple[str, ...]
     #: The app's client id at that issuer, when it has one: its ID tokens (``aud`` = this id)
     #: are then recognised and refused as bearer tokens even without nonce/at_hash.
     client_id: str | None = None
@@ -72,7 +73,7 @@ def build_issuer_stack(
     cfg: GuardConfig,
     *,
     issuer: str,
-    audience: str | None,
+    audience: str | tuple[str, ...] | None,
     client: Callable[[], httpx.AsyncClient],
     client_id: str | None = None,
 ) -> IssuerStack:
@@ -96,7 +97,12 @@ def build_issuer_stack(
 
 
 def build_verifier(
-    cfg: GuardConfig, *, issuer: str, audience: str | None, client_id: str | None, keys: KeySet
+    cfg: GuardConfig,
+    *,
+    issuer: str,
+    audience: str | tuple[str, ...] | None,
+    client_id: str | None,
+    keys: KeySet,
 ) -> TokenVerifier:
     """The verifier for one issuer with the guard's settings, on any key set (a
     :class:`RemoteKeySet` in the app; a :class:`StaticKeySet` in verification tests)."""
@@ -105,6 +111,7 @@ def build_verifier(
         leeway=cfg.leeway, audience=audience, client_id=client_id,
         max_bytes=cfg.max_token_bytes, max_id_token_bytes=cfg.max_id_token_bytes,
         cache_size=cfg.token_cache_size, strict_typ=cfg.require_at_jwt,
+        audience_claim=cfg.audience_claim,
     )  # fmt: skip
 
 
@@ -164,8 +171,8 @@ class IssuerVerifiers:
             if trusted is not None and trusted.issuer == iss:
                 # Checks that need no network first: expired or foreign junk costs nothing.
                 check_times(claims, now=self._cfg.clock(), leeway=self._cfg.leeway)
-                if trusted.audience not in audience_values(claims):
-                    raise InvalidAudience("aud", f"expected {trusted.audience!r}")
+                check_audience(claims, as_audiences(trusted.audience),
+                               claim=self._cfg.audience_claim)  # fmt: skip
                 stack = build_issuer_stack(
                     self._cfg, issuer=iss, audience=trusted.audience, client_id=trusted.client_id,
                     client=lambda: self._budgeted_client(iss),

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal, TypeVar
 
 from ._cache import CacheEntry, VerifiedTokenCache, token_digest
+from .config import as_audiences
 from .errors import (
     ClaimError,
     ExpiredToken,
@@ -39,6 +40,7 @@ __all__ = [
     "TokenVerifier",
     "audience_values",
     "check_access_token_kind",
+    "check_audience",
     "check_claims",
     "check_header",
     "check_times",
@@ -65,12 +67,14 @@ def check_access_token_kind(
 ) -> None:
     """An ID token (or logout token) is never a bearer token, decided by markers in order:
 
+    0. a logout token's ``events`` refuses, and a ``token_use`` (Cognito) other than
+       ``"access"`` refuses, whatever else the token says;
     1. an explicit access-token marker accepts: header ``typ: at+jwt`` (RFC 9068), Keycloak's
        claim ``typ: "Bearer"``, Cognito's ``token_use: "access"``, Entra ID's ``idtyp`` /
        ``azpacr`` / ``appidacr`` (access-token-only claims; app-only tokens carry ``roles`` and
        no ``scp``) (Keycloak access tokens carry ``nonce``: the marker wins);
-    2. an explicit ID-token marker refuses: Keycloak's ``typ: "ID"``, Cognito's
-       ``token_use: "id"``, ``nonce``, ``at_hash``, ``c_hash`` (and a logout token's ``events``);
+    2. an explicit ID-token marker refuses: Keycloak's ``typ: "ID"``, ``nonce``, ``at_hash``,
+       ``c_hash``;
     3. otherwise a token whose ``aud`` holds the app's own client id must carry ``scope`` or
        ``scp`` (an ID token from a refresh has no ``nonce`` and no ``at_hash``, and its audience
        is the client id, which one-registration apps also use as their API audience).
@@ -84,12 +88,14 @@ def check_access_token_kind(
     token_use = claims.get("token_use")
     if strict and typ != "at+jwt":
         raise WrongTokenType(f"typ {typ!r}: only at+jwt access tokens are accepted (RFC 9068)")
+    if token_use is not None and token_use != "access":  # Cognito: "id", or anything else
+        raise WrongTokenType(f"token_use {token_use!r}: only 'access' tokens are bearer tokens")
     if typ == "at+jwt" or claim_typ == "bearer" or token_use == "access":
         return
     if any(name in claims for name in _ENTRA_ACCESS_CLAIMS):
         return
-    if claim_typ == "id" or token_use == "id":
-        raise WrongTokenType("the token says it is an ID token")
+    if claim_typ == "id":
+        raise WrongTokenType("the token says it is an ID token (typ 'ID')")
     for name in _NOT_ACCESS_TOKEN_CLAIMS:
         if name in claims:
             raise WrongTokenType(f"claim {name!r} marks an ID or logout token, not an access token")
@@ -175,15 +181,23 @@ def audience_values(claims: dict[str, Any]) -> list[str]:
     return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
 
 
-def _audiences(claims: dict[str, Any]) -> list[str]:
-    aud = claims.get("aud")
+def _audiences(claims: dict[str, Any], name: str = "aud") -> list[str]:
+    aud = claims.get(name)
     if isinstance(aud, str) and aud:
         return [aud]
     if isinstance(aud, list) and aud and all(isinstance(a, str) and a for a in aud):
         return aud
     if aud is None:
-        raise ClaimError("aud", "missing")
-    raise ClaimError("aud", "expected a string or a non-empty array of strings")
+        raise ClaimError(name, "missing")
+    raise ClaimError(name, "expected a string or a non-empty array of strings")
+
+
+def check_audience(claims: dict[str, Any], audiences: tuple[str, ...], *, claim: str) -> None:
+    """One of the token's audiences (the ``claim``, ``aud`` by default; Cognito access tokens
+    carry ``client_id`` instead) must be one of ``audiences``; raises ``InvalidToken``."""
+    found = _audiences(claims, claim)
+    if not any(value in audiences for value in found):
+        raise InvalidAudience(claim, f"expected one of {list(audiences)!r} in {found!r}")
 
 
 def _at_hash(access_token: str, alg: str) -> str:
@@ -197,9 +211,10 @@ def check_claims(
     *,
     kind: TokenKind,
     issuer: str,
-    audience: str,
+    audience: str | tuple[str, ...],
     now: float,
     leeway: float,
+    audience_claim: str = "aud",
     alg: str = "RS256",
     nonce: str | None = None,
     access_token: str | None = None,
@@ -210,8 +225,9 @@ def check_claims(
     """Every claim rule for ``kind`` (docs/architecture.md, "where each rule lives"); raises
     an ``InvalidToken``.
 
-    For ID tokens ``audience`` is the client id; for logout tokens too. For access tokens,
-    ``typ`` (the header's, normalised) and ``client_id`` feed :func:`check_access_token_kind`.
+    For ID tokens ``audience`` is the client id; for logout tokens too. For access tokens it
+    is the accepted API audiences (one of them must be in ``audience_claim``), and ``typ`` (the
+    header's, normalised) and ``client_id`` feed :func:`check_access_token_kind`.
     """
     if kind == "access":
         check_access_token_kind(claims, typ=typ, client_id=client_id, strict=strict_typ)
@@ -219,15 +235,19 @@ def check_claims(
     iss = _string(claims, "iss", required=True)
     if iss != issuer:
         raise ClaimError("iss", f"expected {issuer!r}, got {iss!r}")
-    audiences = _audiences(claims)
-    if audience not in audiences:
-        raise InvalidAudience("aud", f"expected {audience!r} in {audiences!r}")
+    if kind == "access":
+        check_audience(claims, as_audiences(audience), claim=audience_claim)
+    else:
+        assert isinstance(audience, str)
+        audiences = _audiences(claims)
+        if audience not in audiences:
+            raise InvalidAudience("aud", f"expected {audience!r} in {audiences!r}")
     if kind == "logout":
         _check_logout_claims(claims)
         return
     _string(claims, "sub", required=True)
     if kind == "id":
-        azp = _string(claims, "azp", required=len(audiences) > 1)
+        azp = _string(claims, "azp", required=len(_audiences(claims)) > 1)
         if azp is not None and azp != audience:
             raise ClaimError("azp", f"expected {audience!r}, got {azp!r}")
         if nonce is not None:
@@ -260,10 +280,12 @@ def _check_logout_claims(claims: dict[str, Any]) -> None:
 class TokenVerifier:
     """Verifies tokens of one issuer against one key set.
 
-    ``audience`` is the API audience for bearer tokens; without one, bearer tokens are refused
-    (never accepted without an ``aud`` check). ``client_id`` is the audience of ID and logout
-    tokens. Verified access tokens are cached (keyed by SHA-256 of the token) until their ``exp``
-    or until the key set changes; the clock checks still run on every call.
+    ``audience`` is the API audience for bearer tokens, or several (a token is accepted when
+    one of its audiences, read from ``audience_claim``, is one of them); without one, bearer
+    tokens are refused (never accepted without an audience check). ``client_id`` is the
+    audience of ID and logout tokens. Verified access tokens are cached (keyed by SHA-256 of
+    the token) until their ``exp`` or until the key set changes; the clock checks still run on
+    every call.
     """
 
     def __init__(
@@ -274,18 +296,20 @@ class TokenVerifier:
         algorithms: Iterable[str],
         clock: Callable[[], float],
         leeway: float,
-        audience: str | None,
+        audience: str | Iterable[str] | None,
         client_id: str | None,
         max_bytes: int,
         max_id_token_bytes: int,
         cache_size: int,
         strict_typ: bool,
+        audience_claim: str = "aud",
     ) -> None:
         self._strict_typ = strict_typ
         self.issuer = issuer
         self.keys = keys
         self.algorithms = frozenset(algorithms)
-        self.audience = audience
+        self.audiences = as_audiences(audience)
+        self.audience_claim = audience_claim
         self.client_id = client_id
         self._clock = clock
         self._leeway = leeway
@@ -307,7 +331,7 @@ class TokenVerifier:
         return built  # type: ignore[return-value]
 
     async def _access_entry(self, token: str) -> CacheEntry:
-        if self.audience is None:
+        if not self.audiences:
             raise InvalidToken("no audience configured (OIDC_AUDIENCE): bearer tokens refused")
         now = self._clock()
         generation = self.keys.generation
@@ -316,7 +340,7 @@ class TokenVerifier:
         if entry is not None:
             check_times(entry.claims, now=now, leeway=self._leeway)
             return entry
-        claims = await self._verify(token, kind="access", audience=self.audience, now=now)
+        claims = await self._verify(token, kind="access", audience=self.audiences, now=now)
         entry = CacheEntry(generation, claims)
         if digest:
             self._cache.put(digest, entry)
@@ -345,7 +369,7 @@ class TokenVerifier:
         token: str,
         *,
         kind: TokenKind,
-        audience: str,
+        audience: str | tuple[str, ...],
         now: float,
         nonce: str | None = None,
         access_token: str | None = None,
@@ -357,7 +381,7 @@ class TokenVerifier:
             parsed.claims, kind=kind, issuer=self.issuer, audience=audience, now=now,
             leeway=self._leeway, alg=parsed.alg, nonce=nonce, access_token=access_token,
             typ=_normalise_typ(parsed.header.get("typ")), client_id=self.client_id,
-            strict_typ=self._strict_typ,
+            strict_typ=self._strict_typ, audience_claim=self.audience_claim,
         )  # fmt: skip
         key = await self.keys.get_key(kid=parsed.kid, alg=parsed.alg)
         verify_signature(parsed, key, allowed=self.algorithms)
