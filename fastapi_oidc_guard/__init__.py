@@ -16,6 +16,7 @@ from .authorization import (
     AuthState,
     auth_state,
     require_permissions,
+    require_principal,
     require_roles,
     require_rule,
     require_scopes,
@@ -60,6 +61,7 @@ from .errors import (
     TokenRequestFailed,
     UnsupportedAlgorithm,
     UnusableKey,
+    WrongPrincipal,
     WrongTokenType,
 )
 from .guard import OIDCGuard
@@ -115,6 +117,7 @@ __all__ = [
     "UnsupportedAlgorithm",
     "UnusableKey",
     "User",
+    "WrongPrincipal",
     "WrongTokenType",
     "access_token",
     "auth_state",
@@ -123,6 +126,7 @@ __all__ = [
     "optional_user",
     "require_page_user",
     "require_permissions",
+    "require_principal",
     "require_roles",
     "require_rule",
     "require_scopes",

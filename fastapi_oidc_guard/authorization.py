@@ -38,14 +38,17 @@ from .errors import (
     LoginRedirect,
     NotAuthenticated,
     OIDCGuardError,
+    WrongPrincipal,
 )
 from .models import User
+from .principal import Principal
 from .step_up import check_step_up
 
 __all__ = [
     "AuthState",
     "auth_state",
     "require_permissions",
+    "require_principal",
     "require_roles",
     "require_rule",
     "require_scopes",
@@ -112,6 +115,27 @@ def require_permissions(*permissions: str, any_of: bool = False) -> UserDependen
 def require_roles(*roles: str, any_of: bool = False) -> UserDependency:
     """Like :func:`require_scopes`, for the roles claim (``roles_claim`` setting)."""
     return _require("roles", _names(roles), any_of)
+
+
+def require_principal(kind: Principal) -> UserDependency:
+    """A dependency accepting only users (``"user"``: tokens with an end user, and browser
+    sessions) or only services (``"service"``: client credentials tokens); 403
+    ``wrong_principal`` otherwise. ``User.principal`` says which a token is (see
+    ``fastapi_oidc_guard.principal``)."""
+    if kind not in ("user", "service"):
+        raise ValueError("require_principal takes 'user' or 'service'")
+    return _require_principal(kind)
+
+
+@functools.cache
+def _require_principal(kind: Principal) -> UserDependency:
+    async def dependency(user: User = Depends(require_user)) -> User:
+        if user.principal != kind:
+            raise WrongPrincipal(f"route for a {kind}, called by a {user.principal}")
+        return user
+
+    dependency.__name__ = f"require_principal({kind!r})"
+    return dependency
 
 
 @functools.cache

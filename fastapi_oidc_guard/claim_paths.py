@@ -27,7 +27,10 @@ _MISSING = object()
 def claim_at(claims: Mapping[str, object], path: str) -> object:
     """The value at ``path`` in ``claims`` (literal keys first, then the longest prefix that
     leads to an object), or ``None``."""
-    found = _walk(claims, path.split(".")[:_MAX_SEGMENTS]) if len(path) <= 1024 else _MISSING
+    parts = path.split(".")
+    if len(path) > 1024 or len(parts) > _MAX_SEGMENTS:
+        return None
+    found = _walk(claims, parts)
     return None if found is _MISSING else found
 
 

@@ -177,6 +177,12 @@ class InsufficientScope(OIDCGuardError):
         self.required = required
 
 
+class WrongPrincipal(OIDCGuardError):
+    """Authenticated, but as a user where the route serves only services, or the reverse."""
+
+    code = "wrong_principal"
+
+
 class InsufficientUserAuthentication(OIDCGuardError):
     """Authenticated, but too long ago (``max_age``) or not strongly enough (``acr``) for the
     route: RFC 9470's challenge. ``max_age`` and ``acr_values`` say what a new login must do."""

@@ -26,6 +26,7 @@ from .errors import (
     OIDCGuardError,
     SessionTooLarge,
     TemporarilyUnavailable,
+    WrongPrincipal,
 )
 
 __all__ = ["error_response", "install_error_handlers"]
@@ -48,6 +49,7 @@ _DESCRIPTIONS: dict[type[OIDCGuardError], tuple[int, str]] = {
         "A more recent or stronger authentication is required for this request",
     ),
     InsufficientScope: (403, "The token does not grant the permissions this route requires"),
+    WrongPrincipal: (403, "This route is not for this kind of caller (a user or a service)"),
     CrossOriginRequest: (
         403,
         "Requests that change state with the session cookie must come from this site's origin",

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .principal import Principal, principal_kind
+
 __all__ = ["AccessToken", "ProviderMetadata", "SessionData", "TokenSet", "User"]
 
 
@@ -57,6 +59,12 @@ class User(BaseModel):
         elif self.scp:
             found.update(self.scp)
         return frozenset(found)
+
+    @property
+    def principal(self) -> Principal:
+        """``"service"`` for a token of the client credentials grant (no end user), else
+        ``"user"``: see ``fastapi_oidc_guard.principal`` for the rule."""
+        return principal_kind(self.claims)
 
     @property
     def claims(self) -> dict[str, Any]:

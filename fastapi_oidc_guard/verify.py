@@ -88,7 +88,7 @@ def check_access_token_kind(
     token_use = claims.get("token_use")
     if strict and typ != "at+jwt":
         raise WrongTokenType(f"typ {typ!r}: only at+jwt access tokens are accepted (RFC 9068)")
-    if token_use is not None and token_use != "access":  # Cognito: "id", or anything else
+    if "token_use" in claims and token_use != "access":  # Cognito: "id", or anything else
         raise WrongTokenType(f"token_use {token_use!r}: only 'access' tokens are bearer tokens")
     if typ == "at+jwt" or claim_typ == "bearer" or token_use == "access":
         return

@@ -15,9 +15,10 @@ EXPECTED = [
     "ProviderMetadata", "RemoteKeySet", "SessionBackend", "SessionData", "SessionEnded",
     "SessionTooLarge", "StaticKeySet", "TemporarilyUnavailable", "TokenRequestFailed", "TokenSet",
     "TokenVerifier", "TrustedIssuer", "UnsupportedAlgorithm", "UnusableKey", "User",
-    "WrongTokenType", "access_token", "auth_state", "client_credentials_token", "get_guard",
-    "optional_user", "require_page_user", "require_permissions", "require_roles", "require_rule",
-    "require_scopes", "require_step_up", "require_user", "roles_of", "userinfo",
+    "WrongPrincipal", "WrongTokenType", "access_token", "auth_state", "client_credentials_token",
+    "get_guard", "optional_user", "require_page_user", "require_permissions", "require_principal",
+    "require_roles", "require_rule", "require_scopes", "require_step_up", "require_user",
+    "roles_of", "userinfo",
 ]  # fmt: skip
 
 
