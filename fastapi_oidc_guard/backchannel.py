@@ -20,7 +20,7 @@ from typing import Any
 from ._cache import BoundedCache
 from .errors import InvalidRequest, InvalidToken
 from .sessions.manager import SessionManager
-from .verify import TokenVerifier
+from .verify import LEGACY_LOGOUT_WINDOW, TokenVerifier
 
 __all__ = ["BackchannelLogout", "SeenIds"]
 
@@ -79,7 +79,9 @@ class BackchannelLogout:
         """True the first time a logout token's ``jti`` is seen (across processes when the
         session store is shared, e.g. Redis)."""
         now = self._clock()
-        ttl = max(float(claims["exp"]) - now, 0.0) + self._leeway + 60
+        # Remembered until it expires (a legacy token without exp: its acceptance window).
+        end = claims["exp"] if "exp" in claims else float(claims["iat"]) + LEGACY_LOGOUT_WINDOW
+        ttl = max(float(end) - now, 0.0) + self._leeway + 60
         shared = self._sessions.shared
         if shared is not None:
             return await shared.first_use(f"jti:{claims['iss']}:{claims['jti']}", ttl=ttl)

@@ -146,6 +146,9 @@ class GuardConfig:
     resolver_budget_interval: float = 30.0
     websocket_query_token: bool = False  # ?access_token= on sockets: leaks into logs (opt in)
     require_at_jwt: bool = False  # RFC 9068 strict: bearer tokens must say typ: at+jwt
+    # Back-channel logout tokens of the older draft (no exp; Glewlwyd): accepted within two
+    # minutes of their iat, jti replay still refused. Off: such tokens are refused (400).
+    legacy_logout_tokens: bool = False
     # Browser login and sessions
     routes_prefix: str = "/auth"
     cookie_name: str | None = None  # None: __Host-oidc_session on https, oidc_session on http
@@ -378,11 +381,13 @@ class GuardConfig:
             values["session_secret"] = _split(env["OIDC_SESSION_SECRET"])
         if env.get("OIDC_ALGORITHMS"):
             values["algorithms"] = _split(env["OIDC_ALGORITHMS"])
-        if env.get("OIDC_REQUIRE_AT_JWT"):
-            flag = env["OIDC_REQUIRE_AT_JWT"].strip().lower()
-            if flag not in ("true", "false", "1", "0", "yes", "no"):
-                raise ConfigurationError("OIDC_REQUIRE_AT_JWT must be true or false")
-            values["require_at_jwt"] = flag in ("true", "1", "yes")
+        for name, var in (("require_at_jwt", "OIDC_REQUIRE_AT_JWT"),
+                          ("legacy_logout_tokens", "OIDC_LEGACY_LOGOUT_TOKENS")):  # fmt: skip
+            if env.get(var):
+                flag = env[var].strip().lower()
+                if flag not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ConfigurationError(f"{var} must be true or false")
+                values[name] = flag in ("true", "1", "yes")
         if env.get("OIDC_TRUSTED_ORIGINS"):
             values["trusted_origins"] = _split(env["OIDC_TRUSTED_ORIGINS"])
         if env.get("OIDC_MAX_COOKIE_BYTES"):

@@ -26,6 +26,7 @@ from ._json import loads_strict
 from .config import AudienceParam, ClientAuth
 from .errors import InvalidRequest, TemporarilyUnavailable, TokenRequestFailed
 from .models import ProviderMetadata, TokenSet
+from .pkce import random_token
 from .step_up import numeric_date
 
 __all__ = [
@@ -261,10 +262,14 @@ def logout_url(
     id_token_hint: str | None,
     post_logout_redirect_uri: str,
 ) -> str | None:
-    """RP-initiated logout URL, or ``None`` when the provider has no ``end_session_endpoint``."""
+    """RP-initiated logout URL, or ``None`` when the provider has no ``end_session_endpoint``.
+
+    A ``state`` is always sent (optional in RP-Initiated Logout 1.0): some providers
+    (Glewlwyd) redirect back to ``post_logout_redirect_uri`` only when there is one."""
     if not metadata.end_session_endpoint:
         return None
-    params = {"client_id": client_id, "post_logout_redirect_uri": post_logout_redirect_uri}
+    params = {"client_id": client_id, "post_logout_redirect_uri": post_logout_redirect_uri,
+              "state": random_token(16)}  # fmt: skip
     if id_token_hint:
         params["id_token_hint"] = id_token_hint
     return _with_query(metadata.end_session_endpoint, params)

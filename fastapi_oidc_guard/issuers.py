@@ -111,7 +111,7 @@ def build_verifier(
         leeway=cfg.leeway, audience=audience, client_id=client_id,
         max_bytes=cfg.max_token_bytes, max_id_token_bytes=cfg.max_id_token_bytes,
         cache_size=cfg.token_cache_size, strict_typ=cfg.require_at_jwt,
-        audience_claim=cfg.audience_claim,
+        audience_claim=cfg.audience_claim, legacy_logout=cfg.legacy_logout_tokens,
     )  # fmt: skip
 
 

@@ -36,6 +36,7 @@ from .jwks import KeySet
 
 __all__ = [
     "BACKCHANNEL_LOGOUT_EVENT",
+    "LEGACY_LOGOUT_WINDOW",
     "TokenKind",
     "TokenVerifier",
     "audience_values",
@@ -221,6 +222,7 @@ def check_claims(
     typ: str | None = None,
     client_id: str | None = None,
     strict_typ: bool = False,
+    legacy_logout: bool = False,
 ) -> None:
     """Every claim rule for ``kind`` (docs/architecture.md, "where each rule lives"); raises
     an ``InvalidToken``.
@@ -231,7 +233,10 @@ def check_claims(
     """
     if kind == "access":
         check_access_token_kind(claims, typ=typ, client_id=client_id, strict=strict_typ)
-    check_times(claims, now=now, leeway=leeway, require_iat=kind != "access")
+    if kind == "logout" and legacy_logout and "exp" not in claims:
+        _check_legacy_logout_times(claims, now=now, leeway=leeway)
+    else:
+        check_times(claims, now=now, leeway=leeway, require_iat=kind != "access")
     iss = _string(claims, "iss", required=True)
     if iss != issuer:
         raise ClaimError("iss", f"expected {issuer!r}, got {iss!r}")
@@ -262,6 +267,23 @@ def check_claims(
             and not hmac.compare_digest(at_hash.encode(), _at_hash(access_token, alg).encode())
         ):
             raise ClaimError("at_hash", "does not match the access token")
+
+
+LEGACY_LOGOUT_WINDOW = 120.0  # seconds a logout token without exp is accepted after its iat
+
+
+def _check_legacy_logout_times(claims: dict[str, Any], *, now: float, leeway: float) -> None:
+    """A logout token of the older back-channel draft (no ``exp``: Glewlwyd), accepted only
+    with ``legacy_logout_tokens`` on: its ``iat`` must be within the last two minutes."""
+    iat = _number(claims, "iat", required=True)
+    assert iat is not None
+    if iat > now + leeway:
+        raise ClaimError("iat", "issued in the future")
+    if now - iat > LEGACY_LOGOUT_WINDOW + leeway:
+        raise ExpiredToken("iat", "logout token without exp, issued too long ago")
+    nbf = _number(claims, "nbf", required=False)
+    if nbf is not None and nbf > now + leeway:
+        raise ClaimError("nbf", "token is not valid yet")
 
 
 def _check_logout_claims(claims: dict[str, Any]) -> None:
@@ -303,8 +325,10 @@ class TokenVerifier:
         cache_size: int,
         strict_typ: bool,
         audience_claim: str = "aud",
+        legacy_logout: bool = False,
     ) -> None:
         self._strict_typ = strict_typ
+        self._legacy_logout = legacy_logout
         self.issuer = issuer
         self.keys = keys
         self.algorithms = frozenset(algorithms)
@@ -382,6 +406,7 @@ class TokenVerifier:
             leeway=self._leeway, alg=parsed.alg, nonce=nonce, access_token=access_token,
             typ=_normalise_typ(parsed.header.get("typ")), client_id=self.client_id,
             strict_typ=self._strict_typ, audience_claim=self.audience_claim,
+            legacy_logout=self._legacy_logout,
         )  # fmt: skip
         key = await self.keys.get_key(kid=parsed.kid, alg=parsed.alg)
         verify_signature(parsed, key, allowed=self.algorithms)

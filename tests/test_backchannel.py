@@ -132,3 +132,41 @@ def test_memory_backend_deletes_the_stored_session(issuer: FakeIssuer, clock: Fa
         assert len(backend) == 1
         post(client, logout_token(issuer, sid=sid_of(issuer)))
         assert len(backend) == 0
+
+
+# -- the older back-channel draft (no exp; Glewlwyd), issue #13 ---------------------------------
+
+
+def _legacy(issuer: FakeIssuer, **claims: Any) -> str:
+    """Shaped like Glewlwyd's: typ JWT, no exp."""
+    return logout_token(issuer, header={"typ": "JWT"}, exp=None, sid=sid_of(issuer), **claims)
+
+
+def test_a_logout_token_without_exp_is_refused_by_default(
+    client: TestClient, issuer: FakeIssuer
+) -> None:
+    login(client, issuer)
+    assert post(client, _legacy(issuer)).status_code == 400
+    assert client.get("/api/protected").status_code == 200
+
+
+@pytest.mark.parametrize("backend", ["memory", "cookie"])
+def test_legacy_logout_tokens_when_the_app_opts_in(
+    issuer: FakeIssuer, clock: FakeClock, backend: str
+) -> None:
+    """With ``legacy_logout_tokens=True``: accepted within two minutes of its iat; older or
+    future ones refused; a replay of an accepted one refused (its jti is remembered)."""
+    guard = web_guard(issuer, clock, legacy_logout_tokens=True, session_backend=backend)
+    with TestClient(web_app(guard), base_url=BASE_URL) as client:
+        login(client, issuer)
+        now = int(clock())
+        assert post(client, _legacy(issuer, iat=now - 600)).status_code == 400  # too old
+        assert post(client, _legacy(issuer, iat=now + 600)).status_code == 400  # future
+        assert client.get("/api/protected").status_code == 200
+        token = _legacy(issuer, iat=now - 30)
+        assert post(client, token).status_code == 200
+        assert client.get("/api/protected").status_code == 401
+        assert post(client, token).status_code == 400  # replayed
+        login(client, issuer)
+        clock.advance(100)
+        assert post(client, token).status_code == 400  # still remembered, then too old

@@ -52,6 +52,7 @@ def test_full_flow_login_protected_logout(client: TestClient, issuer: FakeIssuer
     params = parse_qs(target.query)
     assert params["post_logout_redirect_uri"] == [f"{BASE_URL}/"]
     assert params["id_token_hint"][0].count(".") == 2
+    assert len(params["state"][0]) >= 16  # Glewlwyd comes back only with a state
     assert client.get("/api/protected").status_code == 401
     assert client.get("/auth/profile").status_code == 401
 
