@@ -44,8 +44,8 @@ $SUDO apt-get install "${APT_OPTS[@]}" glewlwyd sqlite3 dbconfig-sqlite3 >/dev/n
 # Belt and braces: if some init system started the packaged service anyway, stop it.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
   $SUDO systemctl disable --now glewlwyd >/dev/null 2>&1 || true
-elif command -v pgrep >/dev/null && pgrep -x glewlwyd >/dev/null; then
-  $SUDO service glewlwyd stop >/dev/null 2>&1 || true
+elif [ -s /var/run/glewlwyd.pid ] && [ -x /etc/init.d/glewlwyd ]; then
+  $SUDO /etc/init.d/glewlwyd stop >/dev/null 2>&1 || true  # by its pidfile: only the service
 fi
 
 echo "installed glewlwyd $(dpkg-query -W -f='${Version}' glewlwyd)"

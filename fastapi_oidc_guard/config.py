@@ -31,7 +31,7 @@ DEFAULT_SCOPE = "openid profile email offline_access"
 SessionBackendName = Literal["cookie", "memory", "redis"]
 SameSite = Literal["lax", "strict", "none"]
 AudienceParam = Literal["audience", "resource", "both"]
-ClientAuth = Literal["client_secret_basic", "client_secret_post"]
+ClientAuth = Literal["auto", "client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 # Only parameters that cannot widen what a session gets: scope, audience and organization pass
 # only when the app lists them (scope/audience then within login_scopes/login_audiences).
 DEFAULT_LOGIN_PARAMS = (
@@ -164,7 +164,13 @@ class GuardConfig:
     login_scopes: tuple[str, ...] = ()  # scopes a login may ask beyond OIDC_SCOPE
     login_audiences: tuple[str, ...] = ()  # audiences a login may ask besides OIDC_AUDIENCE
     audience_param: AudienceParam = "both"
-    token_endpoint_auth: ClientAuth = "client_secret_basic"
+    token_endpoint_auth: ClientAuth = "auto"  # see fastapi_oidc_guard.client_auth
+    # private_key_jwt: a PEM or private JWK (or a file holding one), and its key id at the
+    # provider (default: the JWK's kid).
+    client_private_key: str | None = field(default=None, repr=False)
+    client_private_key_file: str | None = None
+    client_key_id: str | None = None
+    use_par: bool | None = None  # None: pushed authorization requests when the provider requires
     default_return_to: str = "/"
     roles_claim: str = "roles"  # a claim name or a dotted path: realm_access.roles
     permissions_claim: str = "permissions"
@@ -202,6 +208,21 @@ class GuardConfig:
         if self.client_secret and not self.client_id:
             raise ConfigurationError(
                 "OIDC_CLIENT_SECRET is set but OIDC_CLIENT_ID is not: set both"
+            )
+        if self.token_endpoint_auth not in (
+            "auto",
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+            "none",
+        ):
+            raise ConfigurationError(
+                "token_endpoint_auth must be auto, client_secret_basic, client_secret_post, "
+                f"private_key_jwt or none: {self.token_endpoint_auth!r}"
+            )
+        if self.client_private_key and self.client_private_key_file:
+            raise ConfigurationError(
+                "set OIDC_CLIENT_PRIVATE_KEY or OIDC_CLIENT_PRIVATE_KEY_FILE, not both"
             )
         if self.session_backend not in ("cookie", "memory", "redis"):
             raise ConfigurationError(
@@ -373,6 +394,10 @@ class GuardConfig:
             "audience_claim": "OIDC_AUDIENCE_CLAIM",
             "roles_claim": "OIDC_ROLES_CLAIM",
             "permissions_claim": "OIDC_PERMISSIONS_CLAIM",
+            "token_endpoint_auth": "OIDC_TOKEN_ENDPOINT_AUTH",
+            "client_private_key": "OIDC_CLIENT_PRIVATE_KEY",
+            "client_private_key_file": "OIDC_CLIENT_PRIVATE_KEY_FILE",
+            "client_key_id": "OIDC_CLIENT_KEY_ID",
         }
         for name, var in plain.items():
             if env.get(var):
@@ -382,7 +407,8 @@ class GuardConfig:
         if env.get("OIDC_ALGORITHMS"):
             values["algorithms"] = _split(env["OIDC_ALGORITHMS"])
         for name, var in (("require_at_jwt", "OIDC_REQUIRE_AT_JWT"),
-                          ("legacy_logout_tokens", "OIDC_LEGACY_LOGOUT_TOKENS")):  # fmt: skip
+                          ("legacy_logout_tokens", "OIDC_LEGACY_LOGOUT_TOKENS"),
+                          ("use_par", "OIDC_USE_PAR")):  # fmt: skip
             if env.get(var):
                 flag = env[var].strip().lower()
                 if flag not in ("true", "false", "1", "0", "yes", "no"):

@@ -18,12 +18,13 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 
 from ._json import loads_strict
-from .config import AudienceParam, ClientAuth
+from .client_auth import ClientCredentials
+from .config import AudienceParam
 from .errors import InvalidRequest, TemporarilyUnavailable, TokenRequestFailed
 from .models import ProviderMetadata, TokenSet
 from .pkce import random_token
@@ -32,41 +33,22 @@ from .step_up import numeric_date
 __all__ = [
     "ClientCredentials",
     "audience_params",
+    "authorization_params",
     "authorization_url",
     "check_callback_issuer",
     "client_credentials_grant",
     "code_grant",
     "logout_url",
+    "pushed_authorization_url",
     "refresh_grant",
     "revoke_token",
     "token_request",
     "token_set",
+    "with_query",
 ]
 
 
-class ClientCredentials:
-    """The app's client at the provider and how it authenticates at the token endpoint."""
-
-    def __init__(
-        self, client_id: str, client_secret: str | None, *, auth: ClientAuth = "client_secret_basic"
-    ) -> None:
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.auth = auth
-
-    def apply(self, data: dict[str, str], headers: dict[str, str]) -> None:
-        if self.client_secret is None:
-            data["client_id"] = self.client_id  # public client
-        elif self.auth == "client_secret_post":
-            data["client_id"] = self.client_id
-            data["client_secret"] = self.client_secret
-        else:
-            # RFC 6749 section 2.3.1: form-urlencode both parts before base64.
-            pair = f"{quote(self.client_id, safe='')}:{quote(self.client_secret, safe='')}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-
-
-def _with_query(url: str, params: Mapping[str, str]) -> str:
+def with_query(url: str, params: Mapping[str, str]) -> str:
     parts = urlsplit(url)
     query = parts.query + ("&" if parts.query else "") + urlencode(params)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
@@ -131,7 +113,28 @@ def authorization_url(
     """The URL that starts a login (authorization code flow with PKCE S256)."""
     if not metadata.authorization_endpoint:
         raise TemporarilyUnavailable("provider metadata has no authorization_endpoint")
-    params = {
+    params = authorization_params(
+        client_id=client_id, redirect_uri=redirect_uri, scope=scope, state=state, nonce=nonce,
+        code_challenge=code_challenge, audience=audience, audience_param=audience_param,
+        extra=extra,
+    )  # fmt: skip
+    return with_query(metadata.authorization_endpoint, params)
+
+
+def authorization_params(
+    *,
+    client_id: str,
+    redirect_uri: str,
+    scope: str,
+    state: str,
+    nonce: str,
+    code_challenge: str,
+    audience: str | None = None,
+    audience_param: AudienceParam = "both",
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The authorization request's parameters (in the URL, or pushed first: RFC 9126)."""
+    return {
         "response_type": "code",
         "client_id": client_id,
         "redirect_uri": redirect_uri,
@@ -143,7 +146,45 @@ def authorization_url(
         **audience_params(audience, audience_param),
         **(extra or {}),
     }
-    return _with_query(metadata.authorization_endpoint, params)
+
+
+async def pushed_authorization_url(
+    client: httpx.AsyncClient,
+    metadata: ProviderMetadata,
+    credentials: ClientCredentials,
+    params: dict[str, str],
+) -> str:
+    """RFC 9126: POST the authorization request's parameters (with the app's client
+    authentication) to the PAR endpoint; the URL to send the browser to carries only
+    ``client_id`` and the ``request_uri`` the provider answered."""
+    endpoint = metadata.pushed_authorization_request_endpoint
+    if not endpoint or not metadata.authorization_endpoint:
+        raise TemporarilyUnavailable(
+            "provider metadata has no pushed_authorization_request_endpoint"
+        )
+    body = dict(params)
+    headers = {"Accept": "application/json"}
+    credentials.apply(body, headers, metadata=metadata)
+    try:
+        response = await client.post(endpoint, data=body, headers=headers)
+    except httpx.HTTPError as err:
+        raise TemporarilyUnavailable(f"PAR endpoint unreachable: {type(err).__name__}") from err
+    try:
+        document = loads_strict(response.content)
+    except (ValueError, RecursionError):
+        document = None
+    request_uri = document.get("request_uri") if isinstance(document, dict) else None
+    if response.status_code not in (200, 201) or not isinstance(request_uri, str):
+        error = document.get("error") if isinstance(document, dict) else None
+        if response.status_code in (400, 401) and isinstance(error, str):
+            raise TokenRequestFailed(f"PAR endpoint answered {error}", error=error)
+        raise TemporarilyUnavailable(f"PAR endpoint answered status {response.status_code}")
+    if len(request_uri) > 2048 or not _PRINTABLE.fullmatch(request_uri):
+        raise TemporarilyUnavailable("PAR endpoint answered an unusable request_uri")
+    return with_query(
+        metadata.authorization_endpoint,
+        {"client_id": credentials.client_id, "request_uri": request_uri},
+    )
 
 
 def check_callback_issuer(metadata: ProviderMetadata, iss: str | None) -> None:
@@ -237,7 +278,7 @@ async def token_request(
         raise TemporarilyUnavailable("provider metadata has no token_endpoint")
     body = dict(data)
     headers = {"Accept": "application/json"}
-    credentials.apply(body, headers)
+    credentials.apply(body, headers, metadata=metadata)
     try:
         response = await client.post(metadata.token_endpoint, data=body, headers=headers)
     except httpx.HTTPError as err:
@@ -272,7 +313,7 @@ def logout_url(
               "state": random_token(16)}  # fmt: skip
     if id_token_hint:
         params["id_token_hint"] = id_token_hint
-    return _with_query(metadata.end_session_endpoint, params)
+    return with_query(metadata.end_session_endpoint, params)
 
 
 async def revoke_token(
@@ -289,7 +330,7 @@ async def revoke_token(
         return False
     body = {"token": token, "token_type_hint": hint}
     headers: dict[str, str] = {}
-    credentials.apply(body, headers)
+    credentials.apply(body, headers, metadata=metadata)
     try:
         response = await client.post(metadata.revocation_endpoint, data=body, headers=headers)
     except httpx.HTTPError as err:

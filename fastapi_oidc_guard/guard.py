@@ -17,10 +17,10 @@ from fastapi.requests import HTTPConnection
 from ._http import build_client
 from .authentication import Authenticator
 from .backchannel import BackchannelLogout
+from .client_auth import ClientCredentials, PrivateKey, load_private_key
 from .config import GuardConfig, SessionBackendName
 from .dependencies import Installed
 from .errors import ConfigurationError
-from .flows import ClientCredentials
 from .http_errors import error_response, install_error_handlers
 from .issuers import IssuerResolver, IssuerVerifiers, TrustedIssuer, build_issuer_stack
 from .login_flow import LoginFlow
@@ -57,6 +57,20 @@ def _named_backend(cfg: GuardConfig, sealer: Sealer) -> AnyBackend:
 
         return RedisSessionBackend(sealer=sealer, url=cfg.redis_url, clock=cfg.clock)
     return CookieSessionBackend(sealer)
+
+
+def _private_key(cfg: GuardConfig) -> PrivateKey | None:
+    """The ``private_key_jwt`` key from ``client_private_key`` or the file it names."""
+    text = cfg.client_private_key
+    if text is None and cfg.client_private_key_file:
+        try:
+            with open(cfg.client_private_key_file, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as err:
+            raise ConfigurationError(
+                f"client_private_key_file {cfg.client_private_key_file!r}: {err.strerror}"
+            ) from err
+    return None if text is None else load_private_key(text, kid=cfg.client_key_id)
 
 
 class OIDCGuard:
@@ -113,8 +127,9 @@ class OIDCGuard:
             resolver=issuer_resolver,
         )  # fmt: skip
         self.credentials = ClientCredentials(
-            cfg.client_id or "", cfg.client_secret, auth=cfg.token_endpoint_auth
-        )
+            cfg.client_id or "", cfg.client_secret, auth=cfg.token_endpoint_auth,
+            private_key=_private_key(cfg), clock=cfg.clock,
+        )  # fmt: skip
         self.sessions: SessionManager | None = None
         self.transactions: TransactionStore | None = None
         if cfg.login_enabled:

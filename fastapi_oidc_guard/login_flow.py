@@ -102,17 +102,17 @@ class LoginFlow:
                 "login without an audience: the provider may issue opaque access tokens that your "
                 "API cannot validate. Set OIDC_AUDIENCE to your API's identifier."
             )
-        metadata = await self._provider.metadata()
         txn = Transaction(
             state=random_token(), nonce=random_token(), code_verifier=random_token(48),
             return_to=return_to, audience=ask.audience, scope=ask.scope, created_at=cfg.clock(),
             max_age=ask.max_age, acr_values=ask.acr_values,
         )  # fmt: skip
-        url = flows.authorization_url(
-            metadata, client_id=self._client_id, redirect_uri=self.redirect_uri, scope=ask.scope,
+        params = flows.authorization_params(
+            client_id=self._client_id, redirect_uri=self.redirect_uri, scope=ask.scope,
             state=txn.state, nonce=txn.nonce, code_challenge=code_challenge(txn.code_verifier),
             audience=ask.audience, audience_param=cfg.audience_param, extra=extra,
         )  # fmt: skip
+        url = await self._provider.authorization_url(params, push=cfg.use_par)
         response = RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
         for header in self._transactions.start(request.cookies, txn):
             response.raw_headers.append((b"set-cookie", header))

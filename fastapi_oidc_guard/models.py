@@ -89,6 +89,9 @@ class ProviderMetadata(BaseModel):
     code_challenge_methods_supported: list[str] | None = None
     authorization_response_iss_parameter_supported: bool = False
     backchannel_logout_supported: bool = False
+    token_endpoint_auth_methods_supported: list[str] | None = None
+    pushed_authorization_request_endpoint: str | None = None
+    require_pushed_authorization_requests: bool = False
 
 
 class TokenSet(BaseModel):

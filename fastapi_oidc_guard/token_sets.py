@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from ._json import loads_strict
 from .errors import TemporarilyUnavailable, TokenRequestFailed
+from .jose import b64url_decode
 from .models import AccessToken, TokenSet
 
-__all__ = ["Handout", "fresh", "provider_refusal", "token_key"]
+__all__ = ["Handout", "fresh", "provider_refusal", "token_key", "unverified_audiences"]
 
 logger = logging.getLogger("fastapi_oidc_guard.tokens")
 
@@ -23,6 +25,21 @@ _OUR_CONFIGURATION = {
     "invalid_scope": "OIDC_SCOPE and the scopes asked by access_token(scope=...)",
     "invalid_target": "OIDC_AUDIENCE and the audiences asked by access_token(audience=...)",
 }
+
+
+def unverified_audiences(jwt: str) -> list[str] | None:
+    """The ``aud`` of a JWT the provider just gave us, read without verifying it (only for a
+    diagnosis: never to accept anything); ``None`` when it cannot be read."""
+    try:
+        claims = loads_strict(b64url_decode(jwt.split(".")[1]))
+    except (ValueError, IndexError, RecursionError):
+        return None
+    aud = claims.get("aud") if isinstance(claims, dict) else None
+    if isinstance(aud, str):
+        return [aud]
+    if isinstance(aud, list):
+        return [value for value in aud if isinstance(value, str)]
+    return None
 
 
 def token_key(audience: str | None, scope: str | None) -> str:
@@ -60,6 +77,7 @@ class Handout:
     def __init__(self, *, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._warned_opaque = False
+        self._warned_audiences: set[str] = set()
 
     def __call__(self, tokens: TokenSet, *, expected_audience: str | None) -> AccessToken:
         self.diagnose(tokens.access_token, expected_audience=expected_audience)
@@ -75,8 +93,12 @@ class Handout:
         return tokens
 
     def diagnose(self, access_token: str, *, expected_audience: str | None) -> None:
-        """Warn once per process when an access token is opaque (the audience trap)."""
-        if access_token.count(".") == 2 or self._warned_opaque:
+        """Warn once per process when an access token is opaque (the audience trap), and once
+        per audience when a JWT asked for ``expected_audience`` does not carry it."""
+        if access_token.count(".") == 2:
+            self._check_audience(access_token, expected_audience)
+            return
+        if self._warned_opaque:
             return
         self._warned_opaque = True
         if expected_audience:
@@ -91,3 +113,17 @@ class Handout:
                 "validate it. Set OIDC_AUDIENCE (or access_token(audience=...)) to your API's "
                 "identifier as registered at the provider."
             )
+
+    def _check_audience(self, access_token: str, expected: str | None) -> None:
+        if expected is None or expected in self._warned_audiences:
+            return
+        found = unverified_audiences(access_token)
+        if found is None or expected in found:
+            return
+        self._warned_audiences.add(expected)
+        logger.warning(
+            "the access token asked for audience %r carries aud %r: the provider ignored the "
+            "audience/resource parameter (LemonLDAP::NG, Okta's authorization servers do) or "
+            "knows the API by another identifier (Entra ID: its application id). That API "
+            "will refuse it unless it accepts one of those audiences.", expected, found,
+        )  # fmt: skip

@@ -552,3 +552,29 @@ def test_entra_app_only_tokens_pass_when_the_audience_is_the_client_id(
                             roles=["Data.Read"], idtyp="app", azpacr="1")  # fmt: skip
         answer = browser.get("/api/protected", headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 200
+
+
+def test_a_token_for_another_audience_than_asked_is_diagnosed(
+    issuer: FakeIssuer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The provider ignores the ``audience``/``resource`` parameter (LemonLDAP::NG, Okta's
+    authorization servers): ``access_token(audience=X)`` gets a JWT for other audiences. A
+    warning names what was asked and what came, once per audience (the API would refuse the
+    token with no hint why)."""
+    from .web import OTHER_API
+
+    def ignore_audience(grant_type: str, body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "access_token": issuer.mint(aud=[issuer.client_id, issuer.audience])}
+
+    with TestClient(web_app(web_guard(issuer, clock)), base_url=BASE_URL) as browser:
+        login(browser, issuer)
+        issuer.oauth.shape = ignore_audience
+        caplog.set_level("WARNING", logger="fastapi_oidc_guard")
+        assert browser.get("/api/token-other").status_code == 200
+        assert browser.get("/api/token-other").status_code == 200
+        warned = [r for r in caplog.records if "asked for audience" in r.getMessage()]
+        assert len(warned) == 1
+        assert OTHER_API in warned[0].getMessage() and issuer.client_id in warned[0].getMessage()
+        caplog.clear()
+        assert browser.get("/api/token").status_code == 200  # its own audience: no warning
+        assert not [r for r in caplog.records if "asked for audience" in r.getMessage()]
