@@ -23,7 +23,6 @@ import functools
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Literal
-from urllib.parse import urlencode
 
 from fastapi import Depends
 from fastapi.requests import HTTPConnection
@@ -31,7 +30,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .claim_paths import names_at
 from .config import GuardConfig
-from .dependencies import installed, optional_user, require_user
+from .dependencies import installed, login_location, optional_user, require_user
 from .errors import (
     InsufficientScope,
     InsufficientUserAuthentication,
@@ -211,7 +210,7 @@ def _require_step_up(max_age: int | None, acr_values: tuple[str, ...]) -> UserDe
             if not page:
                 raise
             raise LoginRedirect("page needs a (more recent) login", location=_step_up_login(
-                request, guard.config.routes_prefix, max_age, acr_values)) from err  # fmt: skip
+                request, guard.config, max_age, acr_values)) from err  # fmt: skip
         return user
 
     dependency.__name__ = f"require_step_up(max_age={max_age}, acr={' '.join(acr_values)!r})"
@@ -219,15 +218,14 @@ def _require_step_up(max_age: int | None, acr_values: tuple[str, ...]) -> UserDe
 
 
 def _step_up_login(
-    request: HTTPConnection, prefix: str, max_age: int | None, acr_values: tuple[str, ...]
+    request: HTTPConnection, config: GuardConfig, max_age: int | None, acr_values: tuple[str, ...]
 ) -> str:
-    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    query: dict[str, str] = {"returnTo": path}
+    extra: dict[str, str] = {}
     if max_age is not None:
-        query["max_age"] = str(max_age)
+        extra["max_age"] = str(max_age)
     if acr_values:
-        query["acr_values"] = " ".join(acr_values)
-    return f"{prefix}/login?{urlencode(query)}"
+        extra["acr_values"] = " ".join(acr_values)
+    return login_location(request, config, extra)
 
 
 class AuthState(BaseModel):

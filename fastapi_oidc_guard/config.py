@@ -265,6 +265,11 @@ class GuardConfig:
         return not (self.base_url or "").startswith("http://")
 
     @property
+    def app_path(self) -> str:
+        """The path of ``base_url`` ('' when the app is at the root of its origin)."""
+        return urlsplit(self.base_url).path.rstrip("/") if self.base_url else ""
+
+    @property
     def origin(self) -> str | None:
         """The app's origin (``scheme://host[:port]``), from ``base_url``."""
         return _origin(self.base_url) if self.base_url else None

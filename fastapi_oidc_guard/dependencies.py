@@ -21,6 +21,7 @@ from .config import GuardConfig
 from .errors import InsufficientScope, InvalidToken, LoginRedirect, NotAuthenticated
 from .machine_tokens import MachineTokens
 from .models import AccessToken, SessionData, User
+from .paths import browser_path, mount_path
 from .tokens import TokenService
 
 __all__ = [
@@ -120,11 +121,18 @@ async def require_page_user(request: HTTPConnection) -> User:
     try:
         return await guard.auth.authenticate(request)
     except NotAuthenticated as err:
-        path = request.url.path
-        if request.url.query:
-            path = f"{path}?{request.url.query}"
-        location = f"{guard.config.routes_prefix}/login?{urlencode({'returnTo': path})}"
+        location = login_location(request, guard.config, {})
         raise LoginRedirect("page needs a signed-in user", location=location) from err
+
+
+def login_location(request: HTTPConnection, config: GuardConfig, extra: dict[str, str]) -> str:
+    """The login route (under the app's prefix) with ``returnTo`` this page (as the browser
+    sees it) and ``extra`` parameters."""
+    path = browser_path(request.scope, config.app_path)
+    if request.url.query:
+        path = f"{path}?{request.url.query}"
+    mount = mount_path(config.app_path, request.scope)
+    return f"{mount}{config.routes_prefix}/login?{urlencode({'returnTo': path, **extra})}"
 
 
 async def optional_user(request: HTTPConnection) -> User | None:

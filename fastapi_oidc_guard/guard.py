@@ -193,7 +193,8 @@ class OIDCGuard:
             max_cookie_bytes=cfg.max_cookie_bytes,
         )  # fmt: skip
         # A __Host- cookie must have Path=/; its name already carries the login's state.
-        txn_path = "/" if cookie.name.startswith("__Host-") else cfg.routes_prefix
+        # A __Host- cookie must have Path=/; otherwise LoginFlow gives the prefixed /auth path.
+        txn_path = "/" if cookie.name.startswith("__Host-") else cfg.app_path + cfg.routes_prefix
         self.transactions = TransactionStore(
             sealer, cookie, path=txn_path, max_pending=cfg.max_pending_logins
         )

@@ -35,6 +35,7 @@ from .errors import (
 from .http_errors import error_response
 from .login_params import MAX_PARAM, login_ask
 from .models import SessionData, TokenSet
+from .paths import mount_path
 from .pkce import code_challenge, random_token
 from .provider import Provider
 from .sessions.manager import SessionManager
@@ -82,9 +83,21 @@ class LoginFlow:
         self._transactions = transactions
         self._tokens = tokens
         self._handout = handout
-        self.base_url = config.base_url.rstrip("/")
-        self.redirect_uri = f"{self.base_url}{config.routes_prefix}/callback"
+        self.origin = config.origin or ""
+        self._host_cookies = transactions.host_only
         self._warned_no_audience = False
+
+    def mount(self, request: Request) -> str:
+        """The prefix the app is served under (see ``fastapi_oidc_guard.paths``)."""
+        return mount_path(self._cfg.app_path, request.scope)
+
+    def redirect_uri(self, request: Request) -> str:
+        """The callback URL (register it at the provider): the base URL, the prefix, /callback."""
+        return f"{self.origin}{self.mount(request)}{self._cfg.routes_prefix}/callback"
+
+    def _txn_path(self, request: Request) -> str | None:
+        # A __Host- cookie must have Path=/; otherwise only the /auth routes receive it.
+        return None if self._host_cookies else self.mount(request) + self._cfg.routes_prefix
 
     async def begin(self, request: Request, return_to: str) -> Response:
         cfg = self._cfg
@@ -108,13 +121,13 @@ class LoginFlow:
             max_age=ask.max_age, acr_values=ask.acr_values,
         )  # fmt: skip
         params = flows.authorization_params(
-            client_id=self._client_id, redirect_uri=self.redirect_uri, scope=ask.scope,
+            client_id=self._client_id, redirect_uri=self.redirect_uri(request), scope=ask.scope,
             state=txn.state, nonce=txn.nonce, code_challenge=code_challenge(txn.code_verifier),
             audience=ask.audience, audience_param=cfg.audience_param, extra=extra,
         )  # fmt: skip
         url = await self._provider.authorization_url(params, push=cfg.use_par)
         response = RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
-        for header in self._transactions.start(request.cookies, txn):
+        for header in self._transactions.start(request.cookies, txn, path=self._txn_path(request)):
             response.raw_headers.append((b"set-cookie", header))
         return response
 
@@ -138,7 +151,10 @@ class LoginFlow:
             response = error_response(err)
         # The transaction is single-use: its cookie goes, whatever the outcome.
         response.raw_headers.append(
-            (b"set-cookie", transactions.delete(transactions.name_for(state)))
+            (
+                b"set-cookie",
+                transactions.delete(transactions.name_for(state), path=self._txn_path(request)),
+            )
         )
         return response
 
@@ -152,7 +168,7 @@ class LoginFlow:
         if not code or len(code) > 4096:
             raise InvalidRequest("callback without code")
         data = flows.code_grant(
-            code, redirect_uri=self.redirect_uri, code_verifier=txn.code_verifier,
+            code, redirect_uri=self.redirect_uri(request), code_verifier=txn.code_verifier,
             audience=txn.audience, style=cfg.audience_param,
         )  # fmt: skip
         try:
@@ -232,6 +248,6 @@ class LoginFlow:
             metadata,
             client_id=self._client_id,
             id_token_hint=session.id_token,
-            post_logout_redirect_uri=self.base_url + return_to,
+            post_logout_redirect_uri=self.origin + return_to,
         )
         return RedirectResponse(url or return_to, status_code=302)

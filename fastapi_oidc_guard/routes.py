@@ -85,10 +85,15 @@ def build_router(
     own_origin = cfg.origin or ""
     router = APIRouter(prefix=cfg.routes_prefix, include_in_schema=False)
 
+    def _home(request: Request, page: str = "/") -> str:
+        """``page`` (a path of the app) as the browser sees it: under the app's prefix."""
+        mount = login.mount(request)
+        return mount + page if mount and not page.startswith(mount + "/") else page
+
     @router.get("/login")
     async def login_route(request: Request) -> Response:
         return_to = safe_return_to(
-            request.query_params.get("returnTo"), default=cfg.default_return_to
+            request.query_params.get("returnTo"), default=_home(request, cfg.default_return_to)
         )
         return await login.begin(request, return_to)
 
@@ -100,11 +105,11 @@ def build_router(
     async def logout_page(request: Request) -> Response:
         """Logout by a link: only when the user started it on this origin; otherwise (a
         cross-site link, image or redirect) a confirmation page whose button POSTs."""
-        return_to = safe_return_to(request.query_params.get("returnTo"), default="/")
+        return_to = safe_return_to(request.query_params.get("returnTo"), default=_home(request))
         if same_origin_navigation(request.headers, own_origin=own_origin):
             return await login.logout(request, return_to)
         return HTMLResponse(
-            logout_confirmation(f"{cfg.routes_prefix}/logout", return_to),
+            logout_confirmation(f"{login.mount(request)}{cfg.routes_prefix}/logout", return_to),
             headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
                      "Content-Security-Policy": "default-src 'none'; form-action 'self'; "
                                                 "frame-ancestors 'none'"},
@@ -116,7 +121,7 @@ def build_router(
         provider's session. Refused (403) from another origin, like every cookie write."""
         form = await _small_form(request) or {}
         return_to = safe_return_to(
-            form.get("returnTo") or request.query_params.get("returnTo"), default="/"
+            form.get("returnTo") or request.query_params.get("returnTo"), default=_home(request)
         )
         if not write_allowed(request.headers, allowed_origins=auth.write_origins):
             raise CrossOriginRequest("logout POST from another origin")

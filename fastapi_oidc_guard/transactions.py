@@ -59,6 +59,8 @@ class TransactionStore:
         self._ttl = ttl
         self._max_pending = max_pending
         self.prefix = f"{cookie.name}_txn_"
+        #: Host-only (``__Host-``) cookies always have Path=/.
+        self.host_only = cookie.name.startswith("__Host-")
 
     def name_for(self, state: str) -> str:
         return self.prefix + hashlib.sha256(state.encode()).hexdigest()[:16]
@@ -79,8 +81,11 @@ class TransactionStore:
         except ValidationError:
             return None
 
-    def start(self, cookies: Mapping[str, str], txn: Transaction) -> list[bytes]:
-        """``Set-Cookie`` values that store ``txn`` and evict the oldest pending ones."""
+    def start(
+        self, cookies: Mapping[str, str], txn: Transaction, *, path: str | None = None
+    ) -> list[bytes]:
+        """``Set-Cookie`` values that store ``txn`` and evict the oldest pending ones (the
+        cookies' path: ``path``, else the store's)."""
         pending: list[tuple[float, str]] = []
         headers: list[bytes] = []
         for name, value in cookies.items():
@@ -88,12 +93,12 @@ class TransactionStore:
                 continue
             existing = self._parse(value)
             if existing is None:
-                headers.append(self.delete(name))
+                headers.append(self.delete(name, path=path))
             else:
                 pending.append((existing.created_at, name))
         pending.sort()
         while len(pending) >= self._max_pending:
-            headers.append(self.delete(pending.pop(0)[1]))
+            headers.append(self.delete(pending.pop(0)[1], path=path))
         sealed = self._sealer.seal(
             txn.model_dump(mode="json"), purpose=PURPOSE, expires_at=txn.created_at + self._ttl
         )
@@ -101,9 +106,11 @@ class TransactionStore:
             raise InvalidRequest(f"login transaction of {len(sealed)} bytes (returnTo too long?)")
         name = self.name_for(txn.state)
         headers.append(
-            cookie_header(name, sealed, self._cookie, max_age=int(self._ttl), path=self._path)
+            cookie_header(
+                name, sealed, self._cookie, max_age=int(self._ttl), path=path or self._path
+            )
         )
         return headers
 
-    def delete(self, name: str) -> bytes:
-        return cookie_header(name, "", self._cookie, max_age=0, path=self._path)
+    def delete(self, name: str, *, path: str | None = None) -> bytes:
+        return cookie_header(name, "", self._cookie, max_age=0, path=path or self._path)
