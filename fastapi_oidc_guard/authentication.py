@@ -124,7 +124,7 @@ class Authenticator:
             default = session.tokens.get(self._default_token)
             if "scope" not in claims and default is not None and default.scope:
                 claims = {**claims, "scope": default.scope}
-            user = self.user_from_claims(claims)
+            user = self.user_from_claims(claims).as_session_user()
             cache["user"] = user
         return user
 

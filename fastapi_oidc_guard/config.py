@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -19,7 +20,14 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
-__all__ = ["SUPPORTED_ALGORITHMS", "GuardConfig", "is_loopback_host", "require_safe_url"]
+#: What a path prefix may be (OIDC_BASE_URL's path, an ASGI root_path): segments of unreserved
+#: and sub-delimiter characters, no ``//``, ``\\``, ``;`` or control characters: it ends up in
+#: ``Location`` and ``Set-Cookie`` headers.
+SAFE_PREFIX = re.compile(r"(?:/[A-Za-z0-9._~!$&'()*+=:@%-]+)*")
+
+__all__ = [
+    "SAFE_PREFIX", "SUPPORTED_ALGORITHMS", "GuardConfig", "is_loopback_host", "require_safe_url",
+]  # fmt: skip
 
 #: Algorithms the verifier can check. HMAC and ``none`` are deliberately absent: a provider's
 #: tokens are verified with its public keys, never with a shared secret.
@@ -30,7 +38,7 @@ DEFAULT_ALGORITHMS = ("RS256", "ES256", "PS256", "EdDSA")
 DEFAULT_SCOPE = "openid profile email offline_access"
 SessionBackendName = Literal["cookie", "memory", "redis"]
 SameSite = Literal["lax", "strict", "none"]
-AudienceParam = Literal["audience", "resource", "both"]
+AudienceParam = Literal["audience", "resource", "both", "none"]
 ClientAuth = Literal["auto", "client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 # Only parameters that cannot widen what a session gets: scope, audience and organization pass
 # only when the app lists them (scope/audience then within login_scopes/login_audiences).
@@ -189,6 +197,13 @@ class GuardConfig:
         require_safe_url(self.issuer, what="OIDC_ISSUER")
         if self.base_url is not None:
             require_safe_url(self.base_url, what="OIDC_BASE_URL")
+            path = urlsplit(self.base_url).path.rstrip("/")
+            if not SAFE_PREFIX.fullmatch(path) or urlsplit(self.base_url).query:
+                raise ConfigurationError(
+                    f"OIDC_BASE_URL {self.base_url!r}: its path must be plain segments "
+                    "(no '//', '\\', ';', query or control characters), e.g. "
+                    "https://example.com/myapp"
+                )
         if isinstance(self.session_secret, str):  # one secret or a comma-separated list
             object.__setattr__(self, "session_secret", _split(self.session_secret))
         if isinstance(self.algorithms, str):
@@ -220,6 +235,10 @@ class GuardConfig:
                 "token_endpoint_auth must be auto, client_secret_basic, client_secret_post, "
                 f"private_key_jwt or none: {self.token_endpoint_auth!r}"
             )
+        if self.audience_param not in ("audience", "resource", "both", "none"):
+            raise ConfigurationError(
+                f"audience_param must be audience, resource, both or none: {self.audience_param!r}"
+            )
         if self.client_private_key and self.client_private_key_file:
             raise ConfigurationError(
                 "set OIDC_CLIENT_PRIVATE_KEY or OIDC_CLIENT_PRIVATE_KEY_FILE, not both"
@@ -240,8 +259,6 @@ class GuardConfig:
 
     def _set_audiences(self) -> None:
         given: Any = self.audience
-        if isinstance(given, str) and "," in given:  # OIDC_AUDIENCE=a,b
-            given = _split(given)
         audiences = as_audiences((*as_audiences(given), *self.audiences))
         if any(not isinstance(a, str) or not a.strip() for a in audiences) or (
             given is not None and not audiences
@@ -400,6 +417,7 @@ class GuardConfig:
             "roles_claim": "OIDC_ROLES_CLAIM",
             "permissions_claim": "OIDC_PERMISSIONS_CLAIM",
             "token_endpoint_auth": "OIDC_TOKEN_ENDPOINT_AUTH",
+            "audience_param": "OIDC_AUDIENCE_PARAM",
             "client_private_key": "OIDC_CLIENT_PRIVATE_KEY",
             "client_private_key_file": "OIDC_CLIENT_PRIVATE_KEY_FILE",
             "client_key_id": "OIDC_CLIENT_KEY_ID",
@@ -407,6 +425,8 @@ class GuardConfig:
         for name, var in plain.items():
             if env.get(var):
                 values[name] = env[var]
+        if env.get("OIDC_AUDIENCE"):  # several identifiers, comma-separated
+            values["audience"] = _split(env["OIDC_AUDIENCE"]) or env["OIDC_AUDIENCE"]
         if env.get("OIDC_SESSION_SECRET"):
             values["session_secret"] = _split(env["OIDC_SESSION_SECRET"])
         if env.get("OIDC_ALGORITHMS"):

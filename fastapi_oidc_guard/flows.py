@@ -55,8 +55,9 @@ def with_query(url: str, params: Mapping[str, str]) -> str:
 
 
 def audience_params(audience: str | None, style: AudienceParam) -> dict[str, str]:
-    """``audience`` (Auth0 style) and/or ``resource`` (RFC 8707) for ``audience``."""
-    if not audience:
+    """``audience`` (Auth0 style) and/or ``resource`` (RFC 8707) for ``audience``; nothing
+    with ``none`` (providers that refuse both, and take the API from the scope: Entra ID)."""
+    if not audience or style == "none":
         return {}
     if style == "both":
         return {"audience": audience, "resource": audience}

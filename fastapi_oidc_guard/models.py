@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from .principal import Principal, principal_kind
 
@@ -60,11 +60,18 @@ class User(BaseModel):
             found.update(self.scp)
         return frozenset(found)
 
+    _principal: Principal | None = PrivateAttr(default=None)
+
     @property
     def principal(self) -> Principal:
         """``"service"`` for a token of the client credentials grant (no end user), else
-        ``"user"``: see ``fastapi_oidc_guard.principal`` for the rule."""
-        return principal_kind(self.claims)
+        ``"user"`` (always for a browser session): see ``fastapi_oidc_guard.principal``."""
+        return self._principal or principal_kind(self.claims)
+
+    def as_session_user(self) -> User:
+        """This user, marked as signed in with a browser session (always a ``"user"``)."""
+        self._principal = "user"
+        return self
 
     @property
     def claims(self) -> dict[str, Any]:

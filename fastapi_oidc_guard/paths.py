@@ -9,10 +9,17 @@ logout form and the post-logout URL all include it. Pure.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
+from .config import SAFE_PREFIX
+
 __all__ = ["browser_path", "mount_path"]
+
+logger = logging.getLogger("fastapi_oidc_guard")
+
+_warned: set[str] = set()
 
 
 def mount_path(app_path: str, scope: Mapping[str, Any]) -> str:
@@ -21,7 +28,16 @@ def mount_path(app_path: str, scope: Mapping[str, Any]) -> str:
     if app_path:
         return app_path
     root = scope.get("root_path", "")
-    return root.rstrip("/") if isinstance(root, str) else ""
+    root = root.rstrip("/") if isinstance(root, str) else ""
+    if root and not SAFE_PREFIX.fullmatch(root):
+        # Some servers fill root_path from a request header (Daphne-Root-Path): never trust
+        # one that could turn a redirect or a cookie path into something else.
+        if root[:64] not in _warned and len(_warned) < 16:
+            _warned.add(root[:64])
+            logger.warning("ignoring an unsafe ASGI root_path %r: put the prefix in OIDC_BASE_URL",
+                           root[:64])  # fmt: skip
+        return ""
+    return root
 
 
 def browser_path(scope: Mapping[str, Any], app_path: str = "") -> str:

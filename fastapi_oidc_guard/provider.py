@@ -13,7 +13,7 @@ import httpx
 from . import flows
 from .client_auth import ClientCredentials
 from .discovery import DiscoveryCache
-from .errors import TemporarilyUnavailable, TokenRequestFailed
+from .errors import InvalidRequest, TemporarilyUnavailable, TokenRequestFailed
 from .models import ProviderMetadata
 from .token_sets import provider_refusal
 
@@ -45,6 +45,10 @@ class Provider:
                 self.client(), metadata, self.credentials, params
             )
         except TokenRequestFailed as err:
+            if err.error == "invalid_request":
+                # The login asked something the provider refuses (a parameter the browser
+                # passed, say): the browser's 400, as without PAR, not an outage.
+                raise InvalidRequest(f"pushed authorization request refused: {err.error}") from err
             raise provider_refusal(err, what="pushed authorization request") from err
 
     async def token(self, data: dict[str, str]) -> dict[str, Any]:

@@ -88,7 +88,8 @@ def build_router(
     def _home(request: Request, page: str = "/") -> str:
         """``page`` (a path of the app) as the browser sees it: under the app's prefix."""
         mount = login.mount(request)
-        return mount + page if mount and not page.startswith(mount + "/") else page
+        inside = page == mount or page.startswith(mount + "/")
+        return mount + page if mount and not inside else page
 
     @router.get("/login")
     async def login_route(request: Request) -> Response:

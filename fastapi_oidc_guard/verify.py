@@ -194,11 +194,23 @@ def _audiences(claims: dict[str, Any], name: str = "aud") -> list[str]:
 
 
 def check_audience(claims: dict[str, Any], audiences: tuple[str, ...], *, claim: str) -> None:
-    """One of the token's audiences (the ``claim``, ``aud`` by default; Cognito access tokens
-    carry ``client_id`` instead) must be one of ``audiences``; raises ``InvalidToken``."""
-    found = _audiences(claims, claim)
+    """One of the token's audiences must be one of ``audiences``; raises ``InvalidToken``.
+
+    ``claim`` is ``aud``, or the claim a provider uses instead (Cognito access tokens carry no
+    ``aud`` and name the app client in ``client_id``): that claim must then be one non-empty
+    string, and a token that does carry ``aud`` must match there too (the setting never
+    widens what ``aud`` says: a token for another API with our ``client_id`` is refused)."""
+    if claim != "aud":
+        value = claims.get(claim)
+        if not isinstance(value, str) or not value:
+            raise ClaimError(claim, "missing or not a string")
+        if value not in audiences:
+            raise InvalidAudience(claim, f"expected one of {list(audiences)!r}, got {value!r}")
+        if "aud" not in claims:
+            return
+    found = _audiences(claims, "aud")
     if not any(value in audiences for value in found):
-        raise InvalidAudience(claim, f"expected one of {list(audiences)!r} in {found!r}")
+        raise InvalidAudience("aud", f"expected one of {list(audiences)!r} in {found!r}")
 
 
 def _at_hash(access_token: str, alg: str) -> str:

@@ -91,7 +91,6 @@ PRINCIPALS: list[Any] = [
     pytest.param(
         {"sub": "9b1d", "azp": "web", "preferred_username": "alice"}, "user", id="keycloak-user"
     ),
-    pytest.param({"sub": "x", "appid": "x"}, "service", id="entra-v1-app"),
     pytest.param({"sub": "x", "gty": "password"}, "user", id="other-grant"),
 ]
 
@@ -163,3 +162,63 @@ def test_require_roles_reads_a_dotted_path(app_and_issuer: tuple[FastAPI, FakeIs
 def test_require_principal_refuses_other_kinds() -> None:
     with pytest.raises(ValueError, match="user"):
         require_principal("robot")  # type: ignore[arg-type]
+
+
+SPOOFS: list[Any] = [
+    pytest.param(
+        {"sub": "u-3", "preferred_username": "service-account-worker"},
+        "user",
+        id="chosen-username-without-the-client",
+    ),
+    pytest.param(
+        {"sub": "u-3", "azp": "web", "preferred_username": "service-account-worker"},
+        "user",
+        id="chosen-username-for-another-client",
+    ),
+    pytest.param(
+        {"sub": "sp-oid", "azp": "c0ffee", "azpacr": "1", "roles": ["Jobs.Run"]},
+        "service",
+        id="entra-v2-app-only-without-idtyp",
+    ),
+    pytest.param(
+        {"sub": "sp-oid", "appid": "c0ffee", "appidacr": "1", "roles": ["Jobs.Run"]},
+        "service",
+        id="entra-v1-app-only",
+    ),
+    pytest.param(
+        {"sub": "u", "azp": "web", "azpacr": "0", "scp": "read"}, "user", id="entra-delegated"
+    ),
+]
+
+
+@pytest.mark.parametrize(("claims", "expected"), SPOOFS)
+def test_principal_spoofs(claims: dict[str, Any], expected: str) -> None:
+    assert principal_kind(claims) == expected
+
+
+def test_a_browser_session_is_always_a_user(issuer: FakeIssuer, clock: FakeClock) -> None:
+    """Attack: a person whose ID token looks like a service's (a chosen username, a sub equal
+    to a client id) reaches a service-only route with their session cookie."""
+    from fastapi_oidc_guard.testing import login
+
+    from .web import BASE_URL, web_app, web_guard
+
+    app = web_app(web_guard(issuer, clock))
+
+    @app.get("/for-services")
+    async def for_services(user: User = Depends(SERVICES_ONLY)) -> dict[str, str]:
+        return {"sub": user.sub}
+
+    with TestClient(app, base_url=BASE_URL) as client:
+        login(
+            client,
+            issuer,
+            user={
+                "sub": issuer.client_id,
+                "azp": issuer.client_id,
+                "preferred_username": f"service-account-{issuer.client_id}",
+            },
+        )
+        answer = client.get("/for-services")
+        assert answer.status_code == 403
+        assert answer.json()["error"] == "wrong_principal"

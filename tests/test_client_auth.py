@@ -154,3 +154,64 @@ def test_the_key_never_shows_in_the_config_repr() -> None:
     pem = _pem(ec.generate_private_key(ec.SECP256R1()))
     assert "PRIVATE KEY" not in repr(GuardConfig(issuer="https://idp.example.test",
                                                  client_private_key=pem))  # fmt: skip
+
+
+# -- pushed authorization requests -------------------------------------------------------------
+
+ISSUER = "https://idp.example.test"
+
+
+def _provider(par_answer: tuple[int, dict[str, Any]]) -> Any:
+    import httpx
+
+    from fastapi_oidc_guard.discovery import DiscoveryCache
+    from fastapi_oidc_guard.provider import Provider
+
+    discovery = {
+        "issuer": ISSUER, "jwks_uri": f"{ISSUER}/jwks", "authorization_endpoint": f"{ISSUER}/auth",
+        "token_endpoint": f"{ISSUER}/token", "require_pushed_authorization_requests": True,
+        "pushed_authorization_request_endpoint": f"{ISSUER}/par",
+    }  # fmt: skip
+    seen: list[dict[str, str]] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/.well-known/openid-configuration":
+            return httpx.Response(200, json=discovery)
+        from urllib.parse import parse_qsl
+
+        seen.append(dict(parse_qsl(request.content.decode())))
+        return httpx.Response(par_answer[0], json=par_answer[1])
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handle))
+    cache = DiscoveryCache(issuer=ISSUER, client=lambda: client, clock=lambda: NOW, max_age=60)
+    return Provider(cache, ClientCredentials("app", "s3cret"), lambda: client), seen
+
+
+@pytest.mark.anyio
+async def test_par_sends_the_parameters_back_channel_and_the_browser_only_the_request_uri() -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    provider, seen = _provider((201, {"request_uri": "urn:ietf:params:oauth:request_uri:abc",
+                                      "expires_in": 60}))  # fmt: skip
+    url = await provider.authorization_url({"state": "s", "scope": "openid"}, push=None)
+    assert set(parse_qs(urlsplit(url).query)) == {"client_id", "request_uri"}
+    assert seen == [{"state": "s", "scope": "openid"}]  # the secret went in the Basic header
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [((400, {"error": "invalid_request"}), "InvalidRequest"),
+     ((401, {"error": "invalid_client"}), "TemporarilyUnavailable"),
+     ((500, {}), "TemporarilyUnavailable"),
+     ((201, {"request_uri": "https://evil.example/\r\nx"}), "TemporarilyUnavailable"),
+     ((201, {"request_uri": 42}), "TemporarilyUnavailable")],
+)  # fmt: skip
+async def test_par_refusals(answer: tuple[int, dict[str, Any]], expected: str) -> None:
+    """A parameter the provider refuses is the browser's 400 (as without PAR); our own
+    misconfiguration or an outage is a 503; an unusable request_uri is never sent on."""
+    import fastapi_oidc_guard.errors as errors
+
+    provider, _ = _provider(answer)
+    with pytest.raises(getattr(errors, expected)):
+        await provider.authorization_url({"state": "s"}, push=None)

@@ -135,3 +135,14 @@ def test_unknown_setting_is_refused() -> None:
 def test_missing_audience_warns_loudly(caplog: pytest.LogCaptureFixture) -> None:
     OIDCGuard(issuer=ISSUER)
     assert "OIDC_AUDIENCE is not set" in caplog.text
+
+
+def test_audience_param_from_the_environment_and_none() -> None:
+    from fastapi_oidc_guard.flows import audience_params
+
+    env = {"OIDC_ISSUER": "https://idp.example.test", "OIDC_AUDIENCE_PARAM": "none"}
+    config = GuardConfig.from_env(env)
+    assert config.audience_param == "none"
+    assert audience_params("https://api.example.com", config.audience_param) == {}
+    with pytest.raises(ConfigurationError, match="audience_param"):
+        GuardConfig.from_env({**env, "OIDC_AUDIENCE_PARAM": "sometimes"})

@@ -158,3 +158,38 @@ def test_shapes_are_json() -> None:
         for make in (shape.user_token, shape.id_token, shape.service_token):
             if make is not None:
                 json.dumps(make())
+
+
+# -- found by the adversarial review of issue #13 ------------------------------------------------
+
+
+async def test_audience_claim_never_widens_what_aud_says() -> None:
+    """Attack: with ``audience_claim="client_id"`` (meant for Cognito), a token our client got
+    for another API (RFC 9068 shape: ``aud`` = that API, ``client_id`` = ours) must not pass;
+    nor a ``client_id`` given as a list holding ours."""
+    from .provider_shapes import cognito
+
+    fake = _fake(cognito)
+    guard = _guard(cognito, fake)
+    header, claims = cognito.user_token()
+    other_api = {**claims, "aud": "https://billing.example.com"}
+    listed = {**claims, "client_id": ["evil", claims["client_id"]]}
+    ours_too = {**claims, "aud": [claims["client_id"], "https://billing.example.com"]}
+    try:
+        with pytest.raises(InvalidAudience):
+            await guard.user_from_token(fake.sign(other_api, header={"typ": None, **header}))
+        with pytest.raises(ClaimError):
+            await guard.user_from_token(fake.sign(listed, header={"typ": None, **header}))
+        user = await guard.user_from_token(fake.sign(ours_too, header={"typ": None, **header}))
+        assert user.sub == claims["sub"]
+    finally:
+        await guard.aclose()
+
+
+def test_an_audience_with_a_comma_is_one_audience_unless_it_comes_from_the_environment() -> None:
+    from fastapi_oidc_guard import GuardConfig
+
+    issuer = "https://idp.example.test"
+    assert GuardConfig(issuer=issuer, audience="urn:x:api,v2").audiences == ("urn:x:api,v2",)
+    env = {"OIDC_ISSUER": issuer, "OIDC_AUDIENCE": "a, b"}
+    assert GuardConfig.from_env(env).audiences == ("a", "b")

@@ -87,3 +87,46 @@ def test_step_up_page_redirect_keeps_the_prefix(issuer: FakeIssuer, clock: FakeC
         location = urlsplit(answer.headers["location"])
         assert location.path == f"{PREFIX}/auth/login"
         assert parse_qs(location.query)["returnTo"] == [f"{PREFIX}/sensitive"]
+
+
+@pytest.mark.parametrize(
+    "root_path", ["//evil.example", "/x;Domain=evil.example;Path=/", "/x\\y", "/a//b"]
+)
+def test_an_unsafe_root_path_is_ignored(
+    issuer: FakeIssuer, clock: FakeClock, root_path: str
+) -> None:
+    """Attack: a server that fills ``root_path`` from a request header (Daphne-Root-Path) turns
+    the login redirect into an open redirect, or the transaction cookie's Path into attributes.
+    Such a prefix is ignored (logged), never written."""
+    guard = web_guard(issuer, clock)
+    with TestClient(web_app(guard), base_url=BASE_URL, root_path=root_path) as client:
+        page = client.get(f"{root_path}/page", follow_redirects=False)
+        assert page.status_code == 302
+        assert page.headers["location"].startswith("/auth/login?")
+        start = client.get("/auth/login", follow_redirects=False)
+        for cookie in start.headers.get_list("set-cookie"):
+            assert "evil" not in cookie and "Path=/auth;" in cookie
+
+
+@pytest.mark.parametrize(
+    "base",
+    ["http://127.0.0.1:8000//myapp", "http://127.0.0.1:8000/a;b", "http://127.0.0.1:8000/?q"],
+)
+def test_an_unsafe_base_url_path_is_a_configuration_error(
+    issuer: FakeIssuer, clock: FakeClock, base: str
+) -> None:
+    from fastapi_oidc_guard import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="OIDC_BASE_URL"):
+        web_guard(issuer, clock, base_url=base)
+
+
+def test_a_default_return_to_already_under_the_prefix_is_kept(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    guard = web_guard(issuer, clock, base_url=BASE_URL + PREFIX, default_return_to=PREFIX)
+    with TestClient(web_app(guard), base_url=BASE_URL, root_path=PREFIX) as client:
+        start = client.get(f"{PREFIX}/auth/login", follow_redirects=False)
+        callback = urlsplit(issuer.authorize(start.headers["location"]))
+        done = client.get(f"{callback.path}?{callback.query}", follow_redirects=False)
+        assert done.headers["location"] == PREFIX
