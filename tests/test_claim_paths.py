@@ -210,15 +210,9 @@ def test_a_browser_session_is_always_a_user(issuer: FakeIssuer, clock: FakeClock
         return {"sub": user.sub}
 
     with TestClient(app, base_url=BASE_URL) as client:
-        login(
-            client,
-            issuer,
-            user={
-                "sub": issuer.client_id,
-                "azp": issuer.client_id,
-                "preferred_username": f"service-account-{issuer.client_id}",
-            },
-        )
+        # Claims that survive into the session (azp does not) and say "service" on a token.
+        login(client, issuer, user={"sub": issuer.client_id, "client_id": issuer.client_id,
+                                    "gty": "client-credentials"})  # fmt: skip
         answer = client.get("/for-services")
         assert answer.status_code == 403
         assert answer.json()["error"] == "wrong_principal"
