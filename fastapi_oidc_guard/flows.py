@@ -1,6 +1,7 @@
 """OAuth 2.0 / OpenID Connect flows as functions over provider metadata. No routing here.
 
-- :func:`authorization_url`: code flow with PKCE (S256 always), ``state``, ``nonce``, audience;
+- :func:`authorization_params`: code flow with PKCE (S256 always), ``state``, ``nonce``,
+  audience; :func:`pushed_authorization_url` (RFC 9126);
 - :func:`check_callback_issuer`: RFC 9207 ``iss`` in the authorization response;
 - the grants' requests (:func:`code_grant`, :func:`refresh_grant`,
   :func:`client_credentials_grant`) and :func:`token_request`, which sends them
@@ -34,7 +35,6 @@ __all__ = [
     "ClientCredentials",
     "audience_params",
     "authorization_params",
-    "authorization_url",
     "check_callback_issuer",
     "client_credentials_grant",
     "code_grant",
@@ -96,30 +96,6 @@ def client_credentials_grant(
     if scope:
         data["scope"] = scope
     return data
-
-
-def authorization_url(
-    metadata: ProviderMetadata,
-    *,
-    client_id: str,
-    redirect_uri: str,
-    scope: str,
-    state: str,
-    nonce: str,
-    code_challenge: str,
-    audience: str | None = None,
-    audience_param: AudienceParam = "both",
-    extra: Mapping[str, str] | None = None,
-) -> str:
-    """The URL that starts a login (authorization code flow with PKCE S256)."""
-    if not metadata.authorization_endpoint:
-        raise TemporarilyUnavailable("provider metadata has no authorization_endpoint")
-    params = authorization_params(
-        client_id=client_id, redirect_uri=redirect_uri, scope=scope, state=state, nonce=nonce,
-        code_challenge=code_challenge, audience=audience, audience_param=audience_param,
-        extra=extra,
-    )  # fmt: skip
-    return with_query(metadata.authorization_endpoint, params)
 
 
 def authorization_params(
