@@ -27,20 +27,16 @@ import gzip
 import os
 import shutil
 import sqlite3
-import subprocess
-import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import Any, Self
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ._server import free_socket
+from ._server import JsonDict, ServerProcess, free_port, require
 
 GLEWLWYD = "glewlwyd"
 INIT_SQL = Path("/usr/share/doc/glewlwyd/database/init.sqlite3.sql.gz")
@@ -60,8 +56,6 @@ DEFAULT_USERS: tuple[dict[str, str], ...] = tuple(
     for name in ("alice", "bob", "carol", "dave", "erin")
 )  # fmt: skip
 
-JsonDict = dict[str, Any]
-
 
 def missing_prerequisites() -> str | None:
     """Why Glewlwyd cannot run here (not installed), or None."""
@@ -75,14 +69,7 @@ def missing_prerequisites() -> str | None:
 
 def require_glewlwyd() -> None:
     """pytest.skip when Glewlwyd is not installed; pytest.fail instead when ``CI`` is set."""
-    import pytest
-
-    reason = missing_prerequisites()
-    if reason is None:
-        return
-    if os.environ.get("CI", "").strip():
-        pytest.fail(f"Glewlwyd unavailable in CI: {reason}", pytrace=False)
-    pytest.skip(f"Glewlwyd unavailable: {reason}")
+    require("Glewlwyd", missing_prerequisites())
 
 
 def _rsa_pem_pair() -> tuple[str, str]:
@@ -100,13 +87,15 @@ def _rsa_pem_pair() -> tuple[str, str]:
     return private, public
 
 
-class GlewlwydProcess:
+class GlewlwydProcess(ServerProcess):
     """A running ``glewlwyd`` on ``http://127.0.0.1:<port>``, owned by this object.
 
     The client's redirect, post-logout and back-channel URIs are given here (or changed later
     with :meth:`update_client`). ``access_token_ttl`` is the plugin's access token lifetime in
     seconds (short for refresh tests).
     """
+
+    name = "glewlwyd"
 
     def __init__(
         self,
@@ -124,6 +113,10 @@ class GlewlwydProcess:
         stop_timeout: float = 5.0,
         workdir: str | os.PathLike[str] | None = None,
     ) -> None:
+        super().__init__(
+            startup_timeout=startup_timeout, stop_timeout=stop_timeout, workdir=workdir,
+            workdir_prefix="glewlwyd-",
+        )  # fmt: skip
         self.redirect_uris = list(redirect_uris)
         self.post_logout_redirect_uris = list(post_logout_redirect_uris)
         self.backchannel_logout_uri = backchannel_logout_uri
@@ -133,17 +126,11 @@ class GlewlwydProcess:
         self.api_identifier = api_identifier
         self.api_scope = api_scope
         self.users = [dict(u) for u in users]
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
-        self._own_workdir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="glewlwyd-"))
         self.config_path = self.workdir / "glewlwyd.conf"
         self.db_path = self.workdir / "glewlwyd.sqlite3"
         self.log_path = self.workdir / "glewlwyd.log"
         self.console_path = self.workdir / "console.log"
         self.port = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._console: IO[bytes] | None = None
         self._admin: httpx.Client | None = None
 
     # ----------------------------------------------------------------- properties
@@ -158,10 +145,6 @@ class GlewlwydProcess:
     def issuer(self) -> str:
         """The issuer: ``<external_url>/api/oidc``, exactly (no trailing slash)."""
         return f"{self.base_url}/api/{PLUGIN}"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def api(self, path: str) -> str:
         """Absolute URL of ``/api/<path>`` (Glewlwyd's own REST API)."""
@@ -194,18 +177,15 @@ class GlewlwydProcess:
             raise RuntimeError(reason)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._build_database()
-        sock = free_socket()
-        self.port = sock.getsockname()[1]
-        sock.close()  # glewlwyd binds it itself (a small race, caught by the wait below)
+        self.port = free_port()  # glewlwyd binds it itself (the wait below catches a race)
         self.config_path.write_text(self._config_text())
-        self._console = open(self.console_path, "ab")  # noqa: SIM115
-        self._proc = subprocess.Popen(
+        self._spawn(
             [GLEWLWYD, "--config-file", str(self.config_path)],
-            stdin=subprocess.DEVNULL, stdout=self._console, stderr=subprocess.STDOUT,
+            log=self.console_path,
             cwd=self.workdir,
-        )  # fmt: skip
+        )
         try:
-            self._wait_ready()
+            self._wait_ready(f"{self.base_url}/config")
             self._configure()
         except BaseException:
             self.stop()
@@ -217,34 +197,7 @@ class GlewlwydProcess:
         if self._admin is not None:
             self._admin.close()
             self._admin = None
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=self.stop_timeout)
-        if self._console is not None:
-            self._console.close()
-            self._console = None
-
-    def close(self) -> None:
-        """Stop, and remove the temp dir if this object created it."""
-        self.stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        super().stop()
 
     # ------------------------------------------------------------------ admin API
     def admin(self, method: str, path: str, json: Any = None) -> httpx.Response:
@@ -403,27 +356,6 @@ database =
   path = "{self.db_path}"
 }};
 """
-
-    def _wait_ready(self) -> None:
-        """Poll ``GET /config`` until it answers 200, bounded by ``startup_timeout``."""
-        deadline = time.monotonic() + self.startup_timeout
-        last_error = "no attempt"
-        while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"glewlwyd exited early (exit={self._proc.returncode})\n{self.log_tail()}"
-                )
-            try:
-                resp = httpx.get(f"{self.base_url}/config", timeout=2.0)
-                if resp.status_code == 200:
-                    return
-                last_error = f"HTTP {resp.status_code}"
-            except httpx.HTTPError as exc:
-                last_error = repr(exc)
-            time.sleep(0.05)
-        raise RuntimeError(
-            f"glewlwyd not ready within {self.startup_timeout}s: {last_error}\n{self.log_tail()}"
-        )
 
     def _configure(self) -> None:
         # 1. The client data format: the end-session code reads `post_logout_redirect_uris` (a

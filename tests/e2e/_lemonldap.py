@@ -29,18 +29,14 @@ import os
 import pwd
 import shutil
 import subprocess
-import tempfile
-import time
 from html.parser import HTMLParser
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import Self
 from urllib.parse import parse_qs, urljoin, urlsplit, urlunsplit
 
 import httpx
-import pytest
 
-from ._server import free_socket
+from ._server import JsonDict, ServerProcess, deep_update, free_port, require
 
 LLNG_BIN = Path("/usr/share/lemonldap-ng/bin")
 CLI = LLNG_BIN / "lemonldap-ng-cli"
@@ -59,8 +55,6 @@ DEFAULT_POST_LOGOUT_REDIRECT_URI = "http://127.0.0.1:8000/"
 DEFAULT_API = "https://api.example.test"
 DEMO_USERS = {"dwho": "dwho", "rtyler": "rtyler", "msmith": "msmith"}
 
-JsonDict = dict[str, Any]
-
 
 def missing_prerequisites() -> str | None:
     """Why LemonLDAP::NG cannot run here, or None."""
@@ -78,12 +72,7 @@ def missing_prerequisites() -> str | None:
 
 def require_lemonldap() -> None:
     """Skip when LemonLDAP::NG is not installed; fail instead when ``CI`` is set."""
-    reason = missing_prerequisites()
-    if reason is None:
-        return
-    if os.environ.get("CI", "").strip():
-        pytest.fail(f"LemonLDAP::NG unavailable in CI: {reason}", pytrace=False)
-    pytest.skip(f"LemonLDAP::NG unavailable: {reason}")
+    require("LemonLDAP::NG", missing_prerequisites())
 
 
 def default_config() -> JsonDict:
@@ -106,15 +95,6 @@ def default_config() -> JsonDict:
         "rp_options": {},
         "llng": {},
     }
-
-
-def _deep_update(base: JsonDict, override: JsonDict) -> JsonDict:
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
-        else:
-            base[key] = value
-    return base
 
 
 def _ini(conf_dir: Path, log_level: str) -> str:
@@ -145,7 +125,7 @@ languages = en
 """
 
 
-class LemonLDAPProcess:
+class LemonLDAPProcess(ServerProcess):
     """A LemonLDAP::NG portal on ``http://127.0.0.1:<port>``, owned by this object.
 
     ``overrides`` are deep-merged into :func:`default_config`; ``client`` takes the same keys
@@ -154,6 +134,8 @@ class LemonLDAPProcess:
     (seconds; short for refresh tests). A ``backchannel_logout_uri`` is refused: LemonLDAP::NG
     2.16 has no back-channel logout.
     """
+
+    name = "LemonLDAP::NG (plackup)"
 
     def __init__(
         self,
@@ -166,21 +148,19 @@ class LemonLDAPProcess:
         log_level: str = "notice",
         workdir: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.config: JsonDict = _deep_update(default_config(), copy.deepcopy(overrides or {}))
+        super().__init__(
+            startup_timeout=startup_timeout, stop_timeout=stop_timeout, workdir=workdir,
+            workdir_prefix="lemonldap-",
+        )  # fmt: skip
+        self.config: JsonDict = deep_update(default_config(), copy.deepcopy(overrides or {}))
         if self.config["client"].get("backchannel_logout_uri"):
             raise ValueError("LemonLDAP::NG 2.16 has no back-channel logout (front-channel only)")
         self.port = port
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
         self.command_timeout = command_timeout
         self.log_level = log_level
-        self._own_workdir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="lemonldap-"))
         self.conf_dir = self.workdir / "conf"
         self.ini_path = self.workdir / "lemonldap-ng.ini"
         self.log_path = self.workdir / "portal.log"
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_file: IO[bytes] | None = None
         self._issuer: str | None = None
 
     # ----------------------------------------------------------------- properties
@@ -203,10 +183,6 @@ class LemonLDAPProcess:
     def api_identifier(self) -> str:
         return str(self.config["api"]["identifier"])
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Self:
         """Configure (first start only), spawn plackup and wait until discovery answers."""
@@ -214,61 +190,28 @@ class LemonLDAPProcess:
         if self.running:
             raise RuntimeError("LemonLDAP::NG already running")
         if not self.port:
-            sock = free_socket()
-            self.port = sock.getsockname()[1]
-            sock.close()  # plackup binds it itself: a tiny race, as for the app processes
+            self.port = free_port()  # plackup binds it itself: a tiny race, as for the apps
         issuer = f"http://127.0.0.1:{self.port}"
         try:
             if not self.conf_dir.is_dir():
                 self._configure(issuer)
-            self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-            self._proc = subprocess.Popen(
+            self._spawn(
                 ["plackup", "-s", "HTTP::Server::PSGI", "--host", "127.0.0.1",
                  "--port", str(self.port), str(PORTAL_PSGI)],
-                env=self._env(), cwd=self.workdir, stdin=subprocess.DEVNULL,
-                stdout=self._log_file, stderr=subprocess.STDOUT,
+                log=self.log_path, cwd=self.workdir, env=self._env(),
             )  # fmt: skip
-            self._wait_ready(issuer)
+            # Ready when discovery names the issuer; a 5xx ("Initialization failed": a missing
+            # Perl module, an unreadable configuration...) is not worth waiting on.
+            self._wait_ready(
+                f"{issuer}/.well-known/openid-configuration",
+                ready=lambda resp: resp.status_code == 200 and resp.json().get("issuer") == issuer,
+                give_up=lambda resp: resp.status_code >= 500,
+            )
             self._issuer = issuer
         except BaseException:
             self.stop()
             raise
         return self
-
-    def stop(self) -> None:
-        """Terminate plackup (SIGTERM, then SIGKILL after ``stop_timeout``)."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=self.stop_timeout)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-
-    def close(self) -> None:
-        """Stop the portal and remove the temporary work directory."""
-        self.stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ------------------------------------------------------------------- helpers
     def url(self, path: str) -> str:
@@ -290,13 +233,6 @@ class LemonLDAPProcess:
 
     def drive_logout(self, http_client: httpx.Client, end_session_url: str) -> str:
         return drive_logout(http_client, end_session_url)
-
-    def log_tail(self, max_chars: int = 4000) -> str:
-        """Last part of the portal's log (for error messages)."""
-        try:
-            return self.log_path.read_text(errors="replace")[-max_chars:]
-        except OSError:
-            return ""
 
     def current_config(self) -> JsonDict:
         """The newest saved configuration (``lmConf-<n>.json`` with the highest ``n``)."""
@@ -399,30 +335,7 @@ class LemonLDAPProcess:
             },
             "oidcRPMetaDataExportedVars": {RP: dict(self.config["exported_vars"])},
         }
-        return _deep_update(settings, copy.deepcopy(self.config["llng"]))
-
-    def _wait_ready(self, issuer: str) -> None:
-        """Poll discovery until it names ``issuer``, bounded by ``startup_timeout``."""
-        deadline = time.monotonic() + self.startup_timeout
-        last_error = "no attempt"
-        while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"plackup exited early ({self._proc.returncode})\n{self.log_tail()}"
-                )
-            try:
-                resp = httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=2.0)
-            except httpx.HTTPError as exc:
-                last_error = repr(exc)
-                time.sleep(0.05)
-                continue
-            if resp.status_code == 200 and resp.json().get("issuer") == issuer:
-                return
-            last_error = f"HTTP {resp.status_code}: {resp.text[:200]}"
-            if resp.status_code >= 500:  # "Initialization failed": a missing Perl module...
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"LemonLDAP::NG not ready: {last_error}\n{self.log_tail()}")
+        return deep_update(settings, copy.deepcopy(self.config["llng"]))
 
 
 # --------------------------------------------------------------- login and logout

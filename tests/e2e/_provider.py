@@ -19,19 +19,17 @@ import copy
 import json
 import os
 import shutil
-import subprocess
-import tempfile
 import threading
-import time
 import uuid
 from html.parser import HTMLParser
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import Self
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ._server import JsonDict, ServerProcess, deep_update
 
 PROVIDER_DIR = Path(__file__).resolve().parent / "provider"
 SERVER_SCRIPT = PROVIDER_DIR / "server.mjs"
@@ -41,8 +39,6 @@ DEFAULT_CLIENT_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/auth/callback"
 DEFAULT_POST_LOGOUT_REDIRECT_URI = "http://127.0.0.1:8000/"
 DEFAULT_API = "https://api.example.test"
-
-JsonDict = dict[str, Any]
 
 
 def missing_prerequisites() -> str | None:
@@ -112,22 +108,15 @@ def default_config() -> JsonDict:
     }
 
 
-def _deep_update(base: JsonDict, override: JsonDict) -> JsonDict:
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
-class OIDCProviderProcess:
+class OIDCProviderProcess(ServerProcess):
     """A running ``oidc-provider`` on ``http://127.0.0.1:<port>``, owned by this object.
 
     ``config`` is a JSON-able dict (defaults from :func:`default_config`, deep-merged
     with ``overrides``); edit it and call :meth:`restart` to apply changes. Sessions,
     grants and refresh tokens survive restarts when ``persist_state`` is true.
     """
+
+    name = "oidc-provider"
 
     def __init__(
         self,
@@ -140,21 +129,19 @@ class OIDCProviderProcess:
         node: str = "node",
         workdir: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.config: JsonDict = _deep_update(default_config(), copy.deepcopy(overrides or {}))
+        super().__init__(
+            startup_timeout=startup_timeout, stop_timeout=stop_timeout, workdir=workdir,
+            workdir_prefix="oidc-provider-",
+        )  # fmt: skip
+        self.config: JsonDict = deep_update(default_config(), copy.deepcopy(overrides or {}))
         self.port = port
         self.persist_state = persist_state
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
         self.node = node
-        self._own_workdir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="oidc-provider-"))
         self.config_path = self.workdir / "config.json"
         self.jwks_path = self.workdir / "jwks.json"
         self.state_path = self.workdir / "state.json"
         self.log_path = self.workdir / "provider.log"
         self.keys: list[JsonDict] = [generate_rsa_jwk()]
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_file: IO[bytes] | None = None
         self._issuer: str | None = None
 
     # ----------------------------------------------------------------- properties
@@ -187,10 +174,6 @@ class OIDCProviderProcess:
         """The ``kid`` new tokens are signed with."""
         return self.kids[0]
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Self:
         """Write config + JWKS, spawn node and wait until discovery answers 200."""
@@ -198,17 +181,13 @@ class OIDCProviderProcess:
             raise RuntimeError("provider already running")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._write_files()
-        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self._proc = subprocess.Popen(
+        self._spawn(
             [self.node, str(SERVER_SCRIPT), str(self.config_path)],
-            cwd=PROVIDER_DIR,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._log_file,
-        )
+            log=self.log_path, cwd=PROVIDER_DIR, pipe_stdout=True,
+        )  # fmt: skip
         try:
             issuer = self._read_issuer()
-            self._wait_ready(issuer)
+            self._wait_ready(f"{issuer}/.well-known/openid-configuration")
             self._issuer = issuer
             self.port = urlsplit(issuer).port or 0
             self.reset_counters()  # forget the readiness probes; counters live in the process
@@ -216,20 +195,6 @@ class OIDCProviderProcess:
             self.stop()
             raise
         return self
-
-    def stop(self) -> None:
-        """Terminate the server (SIGTERM, then SIGKILL after ``stop_timeout``)."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=self.stop_timeout)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
 
     def restart(self, *, keep_state: bool = True) -> None:
         """Restart on the same port (same issuer), re-reading ``config`` and ``keys``."""
@@ -244,27 +209,6 @@ class OIDCProviderProcess:
         self.keys = [new_key, *(self.keys if keep_old else [])]
         self.restart(keep_state=keep_state)
         return str(new_key["kid"])
-
-    def close(self) -> None:
-        """Stop the server and remove the temporary work directory."""
-        self.stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ------------------------------------------------------------------- helpers
     def url(self, path: str) -> str:
@@ -294,13 +238,6 @@ class OIDCProviderProcess:
     def reset_counters(self) -> None:
         """Zero all request counters."""
         httpx.post(self.url("/__test/counters/reset"), timeout=5.0).raise_for_status()
-
-    def log_tail(self, max_chars: int = 4000) -> str:
-        """Last part of the provider's stderr log (for error messages)."""
-        try:
-            return self.log_path.read_text(errors="replace")[-max_chars:]
-        except OSError:
-            return ""
 
     def _write_files(self) -> None:
         self.jwks_path.write_text(json.dumps({"keys": self.keys}))
@@ -345,23 +282,6 @@ class OIDCProviderProcess:
                 f"first line={issuer!r})\n{self.log_tail()}"
             )
         return issuer
-
-    def _wait_ready(self, issuer: str) -> None:
-        """Poll discovery until it answers 200, bounded by ``startup_timeout``."""
-        deadline = time.monotonic() + self.startup_timeout
-        last_error = "no attempt"
-        while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise RuntimeError(f"oidc-provider exited early\n{self.log_tail()}")
-            try:
-                resp = httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=2.0)
-                if resp.status_code == 200:
-                    return
-                last_error = f"HTTP {resp.status_code}"
-            except httpx.HTTPError as exc:
-                last_error = repr(exc)
-            time.sleep(0.05)
-        raise RuntimeError(f"oidc-provider not ready: {last_error}\n{self.log_tail()}")
 
 
 # ------------------------------------------------------------------ login driver

@@ -6,22 +6,17 @@ when the ``CI`` environment variable is set: then they fail, so CI never skips s
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from ._provider import OIDCProviderProcess, missing_prerequisites
+from ._server import require
 
 
 def _require_provider() -> None:
-    reason = missing_prerequisites()
-    if reason is None:
-        return
-    if os.environ.get("CI", "").strip():
-        pytest.fail(f"e2e OpenID Provider unavailable in CI: {reason}", pytrace=False)
-    pytest.skip(f"e2e OpenID Provider unavailable: {reason}")
+    require("e2e OpenID Provider", missing_prerequisites())
 
 
 @pytest.fixture(scope="session")

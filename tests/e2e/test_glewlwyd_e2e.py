@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -31,11 +26,10 @@ import pytest
 from fastapi_oidc_guard.discovery import parse_metadata
 
 from ._glewlwyd import GlewlwydProcess, drive_login, drive_logout, require_glewlwyd
-from ._server import free_socket
+from ._server import AppProcess, free_port
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 TTL = 3  # Glewlwyd's access token lifetime here (seconds)
 
 
@@ -47,42 +41,6 @@ def jwt_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
     header, payload, _ = token.split(".")
     return part(header), part(payload)
-
-
-class AppProcess:
-    """``python -m uvicorn <module>:app`` on ``port`` (bounded start and stop)."""
-
-    def __init__(self, module: str, env: dict[str, str], port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", module, "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
-            cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=self.log,
-        )  # fmt: skip
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                if httpx.get(f"{self.url}/api/optional", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        output = self.output()
-        self.stop()
-        raise RuntimeError(f"app process on port {port} did not start\n{output}")
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read()[-4000:].decode("utf-8", "replace")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
-        self.log.close()
 
 
 @dataclass
@@ -139,9 +97,7 @@ class Stack:
 @contextmanager
 def running_stack(**extra_env: str) -> Iterator[Stack]:
     require_glewlwyd()
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     with GlewlwydProcess(
         redirect_uris=[f"{base}/auth/callback"],

@@ -9,55 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from ..redis_server import RedisServer
 from ._provider import OIDCProviderProcess, drive_login, drive_logout
-from ._server import free_socket
+from ._server import AppProcess, free_port
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 TTL = 3
-
-
-class AppProcess:
-    """``python -m uvicorn tests.e2e.multi_app:app`` on a free port (bounded start and stop)."""
-
-    def __init__(self, env: dict[str, str], port: int) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = open(os.devnull, "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "tests.e2e.multi_app:app", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
-            cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=self.log,
-        )  # fmt: skip
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/api/optional", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"app process on port {port} did not start")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
-        self.log.close()
+APP = "tests.e2e.multi_app:app"
 
 
 @pytest.fixture
@@ -76,10 +41,7 @@ def start_pair(
     make_oidc_provider: Callable[..., OIDCProviderProcess], redis_url: str, **extra: str
 ) -> tuple[OIDCProviderProcess, AppProcess, AppProcess]:
     """The provider and two app processes A and B on one Redis (A receives back-channel)."""
-    sock_a, sock_b = free_socket(), free_socket()
-    port_a, port_b = sock_a.getsockname()[1], sock_b.getsockname()[1]
-    sock_a.close()
-    sock_b.close()
+    port_a, port_b = free_port(), free_port()
     base = f"http://127.0.0.1:{port_a}"
     provider = make_oidc_provider({
         "client": {"redirect_uris": [f"{base}/auth/callback"],
@@ -93,9 +55,9 @@ def start_pair(
         "OIDC_BASE_URL": base, "OIDC_SESSION_SECRET": "m" * 48,
         "OIDC_SESSION_BACKEND": "redis", "OIDC_REDIS_URL": redis_url, **extra,
     }  # fmt: skip
-    a = AppProcess(env, port_a)
+    a = AppProcess(APP, env, port_a)
     try:
-        b = AppProcess(env, port_b)
+        b = AppProcess(APP, env, port_b)
     except RuntimeError:
         a.stop()
         raise

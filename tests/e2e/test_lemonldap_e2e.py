@@ -20,13 +20,8 @@ front-channel iframes in the browser).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import jwt
@@ -34,51 +29,11 @@ import pytest
 
 from ..web import OTHER_API
 from ._lemonldap import LemonLDAPProcess, require_lemonldap
-from ._server import free_socket
+from ._server import AppProcess, free_port
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 TTL = 3  # seconds an access token lives at the provider in this file
-
-
-class AppProcess:
-    """``python -m uvicorn <module>:app`` on ``port`` (bounded start and stop, log kept)."""
-
-    def __init__(self, module: str, env: dict[str, str], port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", f"{module}:app", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
-            cwd=ROOT, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                if httpx.get(f"{self.url}/api/optional", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"app process on port {port} did not start:\n{self.output}")
-
-    @property
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self.log.close()
 
 
 class Setup:
@@ -97,16 +52,9 @@ class Setup:
             "OIDC_BASE_URL": base, "OIDC_SESSION_SECRET": "l" * 48, **env,
         }  # fmt: skip
         try:
-            return AppProcess("tests.e2e.lemonldap_app", settings, port)
+            return AppProcess("tests.e2e.lemonldap_app:app", settings, port)
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}\nLemonLDAP::NG's log:\n{op.log_tail()}") from exc
-
-
-def free_port() -> int:
-    sock = free_socket()
-    port = int(sock.getsockname()[1])
-    sock.close()  # bound again by another process: a tiny race, as in test_instances_e2e
-    return port
 
 
 @pytest.fixture(scope="module")
