@@ -28,7 +28,7 @@ from .machine_tokens import MachineTokens
 from .models import AccessToken, SessionData, User
 from .openapi import install_openapi
 from .provider import Provider
-from .routes import build_router
+from .routes import PrefixedRoutes, build_router
 from .sessions.base import SessionBackend
 from .sessions.cookie import CookieSessionBackend
 from .sessions.cookies import CookieSettings
@@ -280,10 +280,11 @@ class OIDCGuard:
         cfg = self.config
         install_openapi(app, issuer=cfg.issuer, client_id=cfg.client_id, scope=cfg.scope)
         if self.sessions is not None and self.login is not None and self.backchannel is not None:
-            app.include_router(build_router(
+            router = build_router(
                 config=cfg, login=self.login, auth=self.auth, tokens=self.tokens,
                 backchannel=self.backchannel,
-            ))  # fmt: skip
+            )  # fmt: skip
+            app.router.routes.append(PrefixedRoutes(cfg.routes_prefix, list(router.routes)))
             app.add_middleware(
                 SessionMiddleware, manager=self.sessions, render_error=error_response
             )
