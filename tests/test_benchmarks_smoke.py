@@ -13,3 +13,16 @@ def test_benchmark_quick_run_produces_ratios() -> None:
             "require_user_session"} <= names  # fmt: skip
     assert results["floor_us"] > 0
     assert all(isinstance(t["value_floors"], float) for t in results["targets"])
+
+
+def test_scale_measurements_run_small(redis_server: object) -> None:
+    """``python -m benchmarks.scale`` at toy sizes: one row per size, RSS samples taken."""
+    import asyncio
+
+    from benchmarks.scale import measure_rss, measure_sessions
+
+    rows = asyncio.run(measure_sessions(redis_server.url, [50, 200], repeat=3))  # type: ignore[attr-defined]
+    assert [row["sessions"] for row in rows] == [50, 200]
+    assert all(row["read_ms"] > 0 and row["bytes_per_session"] > 0 for row in rows)
+    samples = asyncio.run(measure_rss(40, every=20))
+    assert [count for count, _ in samples] == [0, 20, 40]
