@@ -120,11 +120,19 @@ class Authenticator:
         cache = self.sessions.slot(conn.scope).cache
         user: User | None = cache.get("user")
         if user is None:
-            claims = session.user
+            built = session._built_user
             default = session.tokens.get(self._default_token)
-            if "scope" not in claims and default is not None and default.scope:
-                claims = {**claims, "scope": default.scope}
-            user = self.user_from_claims(claims).as_session_user()
+            if (
+                built is not None and built[0] is self.user_model
+                and built[1] is session.user and built[2] is default
+            ):  # fmt: skip
+                user = built[3].model_copy()  # each request its own copy, as for tokens
+            else:
+                claims = session.user
+                if "scope" not in claims and default is not None and default.scope:
+                    claims = {**claims, "scope": default.scope}
+                user = self.user_from_claims(claims).as_session_user()
+                session._built_user = (self.user_model, session.user, default, user.model_copy())
             cache["user"] = user
         return user
 
