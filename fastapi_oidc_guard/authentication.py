@@ -120,8 +120,7 @@ class Authenticator:
         cache = self.sessions.slot(conn.scope).cache
         user: User | None = cache.get("user")
         if user is None:
-            private = session.__pydantic_private__ or {}
-            built = private.get("_built_user")  # (pydantic's __getattr__ is slow)
+            built = session._built_user
             default = session.tokens.get(self._default_token)
             if (
                 built is not None and built[0] is self.user_model
