@@ -120,19 +120,11 @@ class Authenticator:
         cache = self.sessions.slot(conn.scope).cache
         user: User | None = cache.get("user")
         if user is None:
-            built = session._built_user
+            claims = session.user
             default = session.tokens.get(self._default_token)
-            if (
-                built is not None and built[0] is self.user_model
-                and built[1] is session.user and built[2] is default
-            ):  # fmt: skip
-                user = built[3].model_copy()  # each request its own copy, as for tokens
-            else:
-                claims = session.user
-                if "scope" not in claims and default is not None and default.scope:
-                    claims = {**claims, "scope": default.scope}
-                user = self.user_from_claims(claims).as_session_user()
-                session._built_user = (self.user_model, session.user, default, user.model_copy())
+            if "scope" not in claims and default is not None and default.scope:
+                claims = {**claims, "scope": default.scope}
+            user = self.user_from_claims(claims).as_session_user()
             cache["user"] = user
         return user
 

@@ -158,11 +158,6 @@ class SessionData(BaseModel):
     last_active: float
     auth_time: float | None = None  # when the user authenticated (ID token), for step-up
     acr: str | None = None  # how (ID token's acr)
-    # The user model built from this session's claims (stores hand out the same object for the
-    # same stored value): (user model, the ``user`` dict and default token it was built from,
-    # the user). A copy with other claims or tokens (``model_copy(update=...)`` carries private
-    # attributes) has other objects there, and builds its own.
-    _built_user: tuple[type[User], object, object, User] | None = PrivateAttr(default=None)
 
     def expires_at(self, *, inactivity: float, absolute: float) -> float:
         """When the session ends if nothing touches it."""
