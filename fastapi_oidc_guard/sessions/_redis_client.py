@@ -14,7 +14,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .._cache import BoundedCache, token_digest
 from ..errors import ConfigurationError, TemporarilyUnavailable
 from ..models import SessionData
 from ..pkce import random_token
@@ -70,7 +69,6 @@ class RedisClient:
         self._client: Redis = client if client is not None else self._connect(str(url))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sealer, self._prefix, self._clock = sealer, prefix, clock
-        self._opened: BoundedCache[bytes, tuple[float, SessionData]] = BoundedCache(1024)
 
     def _connect(self, url: str) -> Redis:
         return Redis.from_url(
@@ -103,28 +101,17 @@ class RedisClient:
         return self._sealer.seal(payload, purpose=PURPOSE, expires_at=expires_at)
 
     def _open(self, raw: Any) -> SessionData | None:
-        """The session sealed in ``raw``. Opened values are remembered by a digest of the
-        sealed text (content-addressed: a changed session is another value), so a browser's
-        repeated requests skip decryption and parsing; the sealed expiry is checked on every
-        call, and the manager still checks the session's own expiry and revocation."""
         try:
             value = raw.decode("ascii") if isinstance(raw, bytes) else str(raw)
         except UnicodeDecodeError:
             return None
-        digest = token_digest(value)
-        remembered = self._opened.get(digest)
-        if remembered is not None:
-            until, session = remembered
-            return session if self._clock() < until else None
-        opened = self._sealer.open_until(value, purpose=PURPOSE)
-        if opened is None or not isinstance(opened[0], dict):
+        payload = self._sealer.open(value, purpose=PURPOSE)
+        if not isinstance(payload, dict):
             return None
         try:
-            session = SessionData.model_validate(opened[0])
+            return SessionData.model_validate(payload)
         except ValidationError:
             return None
-        self._opened.put(digest, (opened[1], session))
-        return session
 
     # -- SharedState ----------------------------------------------------------------------------
 

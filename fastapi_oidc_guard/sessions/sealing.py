@@ -90,12 +90,6 @@ class Sealer:
 
     def open(self, value: str, *, purpose: str) -> Any | None:
         """The payload, or ``None`` if the value is malformed, tampered, foreign or expired."""
-        opened = self.open_until(value, purpose=purpose)
-        return None if opened is None else opened[0]
-
-    def open_until(self, value: str, *, purpose: str) -> tuple[Any, float] | None:
-        """The payload and the time it stops being valid (its sealed ``exp``), or ``None``
-        like :meth:`open`."""
         if not value.startswith(_PREFIX) or len(value) > 64 * 1024:
             return None
         body = value[len(_PREFIX) :]
@@ -117,4 +111,4 @@ class Sealer:
             return None
         if self._clock() >= document["exp"]:
             return None
-        return document.get("p"), float(document["exp"])
+        return document.get("p")
