@@ -15,6 +15,7 @@ for a session; a model that refuses the claims is a 401, never a 500.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -124,18 +125,33 @@ class Authenticator:
             default = session.tokens.get(self._default_token)
             if "scope" not in claims and default is not None and default.scope:
                 claims = {**claims, "scope": default.scope}
-            user = self.user_from_claims(claims).as_session_user()
+            # From a JSON copy: the user shares no list or dict with the session the store
+            # hands out to other requests (a route that edits its user edits only its own).
+            user = self._from_json(json.dumps(claims, separators=(",", ":"))).as_session_user()
             cache["user"] = user
         return user
 
     async def user_from_token(self, token: str) -> User:
         """Verify a bearer access token and build the user model from its claims.
 
-        The validated model is cached with the verified token; each request gets its own
-        shallow copy, so a route that changes its user changes nobody else's.
-        """
-        user = await self.issuers.principal(token, self.user_from_claims)
-        return user.model_copy()
+        The claims are validated against the user model once per verified token (a model that
+        refuses them is a 401 every time); each request gets a user of its own, lists and
+        nested claims included, so a route that changes its user (``user.permissions.append``)
+        changes nobody else's, and no later request's authorization."""
+        recipe = await self.issuers.principal(token, self._recipe)
+        return self._from_json(recipe)
+
+    def _from_json(self, data: str | bytes) -> User:
+        try:
+            return self.user_model.model_validate_json(data)
+        except ValidationError as err:
+            raise InvalidUserClaims(
+                f"claims do not fit {self.user_model.__name__}: {err.error_count()} errors"
+            ) from err
+
+    def _recipe(self, claims: dict[str, Any]) -> bytes:
+        self.user_from_claims(claims)  # refused claims raise here, and are never cached
+        return json.dumps(claims, separators=(",", ":")).encode()
 
     def user_from_claims(self, claims: dict[str, Any]) -> User:
         """Validate verified claims against ``user_model``; failure is a 401, never a 500."""

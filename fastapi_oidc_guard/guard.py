@@ -284,7 +284,12 @@ class OIDCGuard:
                 config=cfg, login=self.login, auth=self.auth, tokens=self.tokens,
                 backchannel=self.backchannel,
             )  # fmt: skip
-            app.router.routes.append(PrefixedRoutes(cfg.routes_prefix, list(router.routes)))
+            # Included as FastAPI includes any router (app-level dependencies apply to them),
+            # then gathered into one prefix-gated entry.
+            app.include_router(router)
+            added = app.router.routes[-len(router.routes) :]
+            del app.router.routes[-len(router.routes) :]
+            app.router.routes.append(PrefixedRoutes(cfg.routes_prefix, added))
             app.add_middleware(
                 SessionMiddleware, manager=self.sessions, render_error=error_response
             )

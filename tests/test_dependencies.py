@@ -237,3 +237,73 @@ def test_huge_integer_date_is_401_not_500(client: TestClient, issuer: FakeIssuer
     body = b64url((claims + "0" * 400 + "}").encode())
     response = client.get("/api/protected", headers=bearer(f"{head}.{body}.AAAA"))
     assert response.status_code == 401
+
+
+# -- found by the review of issue #14 ------------------------------------------------------------
+
+
+def test_a_route_that_edits_its_user_changes_no_later_request(issuer: Any, clock: Any) -> None:
+    """Attack: a route appends to its user's lists or nested claims (``user.permissions``,
+    ``user.realm_access["roles"]``); the next request with the same token or session cookie
+    must not see it, and its authorization must not pass because of it."""
+    from fastapi import Depends
+    from fastapi.testclient import TestClient
+
+    from fastapi_oidc_guard import require_permissions, require_roles, require_user
+    from fastapi_oidc_guard.testing import login
+
+    from .web import BASE_URL, web_app, web_guard
+
+    guard = web_guard(issuer, clock, roles_claim="realm_access.roles")
+    app = web_app(guard)
+    writers, admins = require_permissions("admin:write"), require_roles("admin")
+
+    @app.get("/edit")
+    async def edit(user: User = Depends(require_user)) -> dict[str, bool]:
+        if user.permissions is not None:
+            user.permissions.append("admin:write")
+        nested = user.claims.get("realm_access")
+        if isinstance(nested, dict):
+            getattr(user, "realm_access")["roles"].append("admin")  # noqa: B009
+        return {"edited": True}
+
+    @app.get("/write")
+    async def write(user: User = Depends(writers)) -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/admin")
+    async def admin(user: User = Depends(admins)) -> dict[str, bool]:
+        return {"ok": True}
+
+    token = issuer.mint(permissions=["read"], realm_access={"roles": ["user"]})
+    bearer = {"Authorization": f"Bearer {token}"}
+    with TestClient(app, base_url=BASE_URL) as client:
+        for _ in range(3):  # the token is cached from the second request on
+            assert client.get("/edit", headers=bearer).status_code == 200
+        assert client.get("/write", headers=bearer).status_code == 403
+        assert client.get("/admin", headers=bearer).status_code == 403
+        login(client, issuer, user={"sub": "s-1", "permissions": ["read"],
+                                    "realm_access": {"roles": ["user"]}})  # fmt: skip
+        for _ in range(2):
+            assert client.get("/edit").status_code == 200
+        assert client.get("/write").status_code == 403
+        assert client.get("/admin").status_code == 403
+
+
+def test_app_level_dependencies_apply_to_the_auth_routes(issuer: Any, clock: Any) -> None:
+    """``FastAPI(dependencies=[...])`` (an allow-list, a maintenance switch) guards the /auth
+    routes too, as it does every route."""
+    from fastapi import Depends, FastAPI, HTTPException
+    from fastapi.testclient import TestClient
+
+    from .web import BASE_URL, web_guard
+
+    async def closed() -> None:
+        raise HTTPException(status_code=403, detail="maintenance")
+
+    guard = web_guard(issuer, clock)
+    app = FastAPI(dependencies=[Depends(closed)])
+    guard.install(app)
+    with TestClient(app, base_url=BASE_URL) as client:
+        assert client.get("/auth/login", follow_redirects=False).status_code == 403
+        assert client.post("/auth/backchannel-logout").status_code == 403
