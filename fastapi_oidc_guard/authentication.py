@@ -38,6 +38,18 @@ def _socket_query(conn: HTTPConnection) -> Callable[[], Mapping[str, str]] | Non
     return (lambda: conn.query_params) if conn.scope["type"] == "websocket" else None
 
 
+class _Recipe:
+    """What the verified-token cache keeps for the user model: the claims as JSON (each later
+    request validates its own user from them) and the first user, for the request that built
+    it."""
+
+    __slots__ = ("data", "first")
+
+    def __init__(self, data: bytes, first: User) -> None:
+        self.data = data
+        self.first: User | None = first
+
+
 class Authenticator:
     """Bearer tokens (through ``issuers``) and session cookies (through ``sessions``, when login
     is configured) to instances of ``user_model``."""
@@ -139,7 +151,11 @@ class Authenticator:
         nested claims included, so a route that changes its user (``user.permissions.append``)
         changes nobody else's, and no later request's authorization."""
         recipe = await self.issuers.principal(token, self._recipe)
-        return self._from_json(recipe)
+        first = recipe.first
+        if first is not None:  # the request that verified the token uses the model it built
+            recipe.first = None
+            return first
+        return self._from_json(recipe.data)
 
     def _from_json(self, data: str | bytes) -> User:
         try:
@@ -149,9 +165,9 @@ class Authenticator:
                 f"claims do not fit {self.user_model.__name__}: {err.error_count()} errors"
             ) from err
 
-    def _recipe(self, claims: dict[str, Any]) -> bytes:
-        self.user_from_claims(claims)  # refused claims raise here, and are never cached
-        return json.dumps(claims, separators=(",", ":")).encode()
+    def _recipe(self, claims: dict[str, Any]) -> _Recipe:
+        first = self.user_from_claims(claims)  # refused claims raise here, never cached
+        return _Recipe(json.dumps(claims, separators=(",", ":")).encode(), first)
 
     def user_from_claims(self, claims: dict[str, Any]) -> User:
         """Validate verified claims against ``user_model``; failure is a 401, never a 500."""
