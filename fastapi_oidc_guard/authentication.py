@@ -161,9 +161,7 @@ class Authenticator:
         try:
             return self.user_model.model_validate_json(data)
         except ValidationError as err:
-            raise InvalidUserClaims(
-                f"claims do not fit {self.user_model.__name__}: {err.error_count()} errors"
-            ) from err
+            raise self._refused(err) from err
 
     def _recipe(self, claims: dict[str, Any]) -> _Recipe:
         first = self.user_from_claims(claims)  # refused claims raise here, never cached
@@ -174,9 +172,12 @@ class Authenticator:
         try:
             return self.user_model.model_validate(claims)
         except ValidationError as err:
-            raise InvalidUserClaims(
-                f"claims do not fit {self.user_model.__name__}: {err.error_count()} errors"
-            ) from err
+            raise self._refused(err) from err
+
+    def _refused(self, err: ValidationError) -> InvalidUserClaims:
+        return InvalidUserClaims(
+            f"claims do not fit {self.user_model.__name__}: {err.error_count()} errors"
+        )
 
     def public_profile(self, user: User) -> dict[str, Any]:
         """What ``/auth/profile`` sends to the browser."""

@@ -41,9 +41,8 @@ from .socket_lifetime import close_when_ended, credential_check
 from .token_sets import Handout
 from .tokens import TokenService
 from .transactions import TransactionStore
-from .websocket_auth import parse_authorization
 
-__all__ = ["OIDCGuard", "parse_authorization"]
+__all__ = ["OIDCGuard"]
 
 logger = logging.getLogger("fastapi_oidc_guard")
 AnyBackend = SessionBackend | CookieSessionBackend
