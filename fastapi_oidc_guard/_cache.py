@@ -93,13 +93,20 @@ class BoundedCache(Generic[K, V]):
 
 
 class CacheEntry:
-    """Verified claims, plus whatever the caller built from them (e.g. the user model)."""
+    """Verified claims, their parsed times (``exp``, ``nbf``, ``iat``: what every hit checks on
+    the clock again), plus whatever the caller built from them (e.g. the user model)."""
 
-    __slots__ = ("built", "claims", "generation")
+    __slots__ = ("built", "claims", "generation", "times")
 
-    def __init__(self, generation: int, claims: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        generation: int,
+        claims: dict[str, Any],
+        times: tuple[float, float | None, float | None],
+    ) -> None:
         self.generation = generation
         self.claims = claims
+        self.times = times
         self.built: object | None = None
 
 

@@ -19,7 +19,7 @@ import hmac
 import logging
 import math
 from collections.abc import Callable, Iterable
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from ._cache import CacheEntry, VerifiedTokenCache, token_digest
 from .config import as_audiences
@@ -38,6 +38,7 @@ __all__ = [
     "BACKCHANNEL_LOGOUT_EVENT",
     "LEGACY_LOGOUT_WINDOW",
     "TokenKind",
+    "TokenTimes",
     "TokenVerifier",
     "audience_values",
     "check_access_token_kind",
@@ -45,6 +46,8 @@ __all__ = [
     "check_claims",
     "check_header",
     "check_times",
+    "check_times_at",
+    "token_times",
 ]
 
 logger = logging.getLogger("fastapi_oidc_guard.verify")
@@ -147,20 +150,41 @@ def _number(claims: dict[str, Any], name: str, *, required: bool) -> float | Non
     return number
 
 
+class TokenTimes(NamedTuple):
+    """A token's ``exp``, ``nbf`` and ``iat``, checked to be NumericDates (``None``: absent)."""
+
+    exp: float
+    nbf: float | None
+    iat: float | None
+
+
+def token_times(claims: dict[str, Any], *, require_iat: bool = False) -> TokenTimes:
+    """The token's times, each a NumericDate in range; ``exp`` (and ``iat`` when asked) required."""
+    exp = _number(claims, "exp", required=True)
+    assert exp is not None
+    nbf = _number(claims, "nbf", required=False)
+    return TokenTimes(exp, nbf, _number(claims, "iat", required=require_iat))
+
+
+def check_times_at(
+    times: tuple[float, float | None, float | None], *, now: float, leeway: float
+) -> None:
+    """``exp`` in the future, ``nbf`` reached, ``iat`` not in the future, at ``now``: what a
+    cache hit re-runs on every request (the times were parsed when the token was verified)."""
+    exp, nbf, iat = times
+    if now - leeway >= exp:
+        raise ExpiredToken("exp", "token has expired")
+    if nbf is not None and nbf > now + leeway:
+        raise ClaimError("nbf", "token is not valid yet")
+    if iat is not None and iat > now + leeway:
+        raise ClaimError("iat", "issued in the future")
+
+
 def check_times(
     claims: dict[str, Any], *, now: float, leeway: float, require_iat: bool = False
 ) -> None:
     """``exp`` required and in the future, ``nbf`` reached, ``iat`` not in the future."""
-    exp = _number(claims, "exp", required=True)
-    assert exp is not None
-    if now - leeway >= exp:
-        raise ExpiredToken("exp", "token has expired")
-    nbf = _number(claims, "nbf", required=False)
-    if nbf is not None and nbf > now + leeway:
-        raise ClaimError("nbf", "token is not valid yet")
-    iat = _number(claims, "iat", required=require_iat)
-    if iat is not None and iat > now + leeway:
-        raise ClaimError("iat", "issued in the future")
+    check_times_at(token_times(claims, require_iat=require_iat), now=now, leeway=leeway)
 
 
 def _string(claims: dict[str, Any], name: str, *, required: bool) -> str | None:
@@ -374,10 +398,10 @@ class TokenVerifier:
         digest = token_digest(token) if self._cache.size else b""
         entry = self._cache.get(digest, generation=generation) if digest else None
         if entry is not None:
-            check_times(entry.claims, now=now, leeway=self._leeway)
+            check_times_at(entry.times, now=now, leeway=self._leeway)  # every hit, on the clock
             return entry
         claims = await self._verify(token, kind="access", audience=self.audiences, now=now)
-        entry = CacheEntry(generation, claims)
+        entry = CacheEntry(generation, claims, token_times(claims))
         if digest:
             self._cache.put(digest, entry)
         return entry

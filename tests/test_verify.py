@@ -969,7 +969,7 @@ def test_verified_token_cache_is_bounded() -> None:
 
     cache = VerifiedTokenCache(2)
     for n in range(3):
-        cache.put(token_digest(f"token-{n}"), CacheEntry(0, {"n": n}))
+        cache.put(token_digest(f"token-{n}"), CacheEntry(0, {"n": n}, (0.0, None, None)))
     assert len(cache) == 2
     assert cache.get(token_digest("token-0"), generation=0) is None  # least recently used
     entry = cache.get(token_digest("token-2"), generation=0)
