@@ -35,6 +35,7 @@ from fastapi_oidc_guard import OIDCGuard, User, require_user
 __all__ = [
     "guarded_app",
     "ideal_app",
+    "ideal_dependency",
     "jose_app",
     "noop_app",
     "pyjwt_app",
@@ -121,6 +122,13 @@ def pyjwt_app(guard: OIDCGuard, jwk: dict[str, Any], *, audience: str, issuer: s
 
 
 def ideal_app(guard: OIDCGuard, public_key: Any, *, audience: str, issuer: str) -> FastAPI:
+    """A route with the hand-written ideal dependency (:func:`ideal_dependency`)."""
+    return _claims_app(guard, ideal_dependency(public_key, audience=audience, issuer=issuer))
+
+
+def ideal_dependency(
+    public_key: Any, *, audience: str, issuer: str
+) -> Callable[[Request], Awaitable[Claims]]:
     """The hand-written ideal: split the JWS, ``json.loads`` header and claims, one
     ``cryptography`` RS256 verify with a key loaded once, check ``exp``/``iss``/``aud``/``sub``;
     no cache, no model. What a careful developer writes for one provider and one key."""
@@ -151,7 +159,7 @@ def ideal_app(guard: OIDCGuard, public_key: Any, *, audience: str, issuer: str) 
             raise HTTPException(status_code=401, detail="invalid token")
         return claims  # type: ignore[no-any-return]
 
-    return _claims_app(guard, ideal_claims)
+    return ideal_claims
 
 
 def jose_app(guard: OIDCGuard, jwk: dict[str, Any], *, audience: str, issuer: str) -> FastAPI:

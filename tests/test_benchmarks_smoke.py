@@ -26,3 +26,23 @@ def test_scale_measurements_run_small(redis_server: object) -> None:
     assert all(row["read_ms"] > 0 and row["bytes_per_session"] > 0 for row in rows)
     samples = asyncio.run(measure_rss(40, every=20))
     assert [count for count, _ in samples] == [0, 20, 40]
+
+
+def test_load_run_under_uvicorn_and_wrk() -> None:
+    """``python -m benchmarks.load`` at its smallest: every variant answered 200 under wrk (a
+    non-2xx or socket error raises), and the target ratios are computed and rendered."""
+    import os
+    import shutil
+
+    import pytest
+
+    from benchmarks.load import measure, render
+
+    if shutil.which("wrk") is None:
+        if os.environ.get("CI"):
+            pytest.fail("wrk is not on PATH: CI must install the Debian package")
+        pytest.skip("wrk (Debian package) not installed")
+    result = measure(1, 1, warmup=0)
+    assert set(result["ratios"]) == {"new", "repeated", "session"}
+    assert all(value > 0 for value in result["rps"].values())
+    assert render(result).count("target 6") == 3
