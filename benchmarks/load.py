@@ -103,13 +103,29 @@ async def _serve(out: Path) -> None:
     (out / "repeat.txt").write_text(issuer.mint(sub="repeat") + "\n")
     (out / "cookie.txt").write_text(headers[0][0][1].decode())
     socks = {"bearer": _listen(), "web": _listen()}
-    servers = []
-    for name, app in (("bearer", bearer), ("web", web)):
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-        servers.append(uvicorn.Server(config).serve(sockets=[socks[name]]))
+    servers = [
+        uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+        for app in (bearer, web)
+    ]
     ports = {name: sock.getsockname()[1] for name, sock in socks.items()}
-    (out / "ports.json").write_text(json.dumps(ports))
-    await asyncio.gather(*servers)
+    (out / "ports.tmp").write_text(json.dumps(ports))
+    (out / "ports.tmp").replace(out / "ports.json")  # the parent never reads half a file
+    parent = os.getppid()
+
+    async def orphaned() -> None:  # the parent was killed: stop serving
+        while os.getppid() == parent:
+            await asyncio.sleep(0.5)
+
+    running = [
+        asyncio.ensure_future(server.serve(sockets=[sock]))
+        for server, sock in zip(servers, socks.values(), strict=True)
+    ]
+    watch = asyncio.ensure_future(orphaned())
+    await asyncio.wait([*running, watch], return_when=asyncio.FIRST_COMPLETED)
+    for server in servers:  # SIGTERM reaches one of them: stop both, lifespans included
+        server.should_exit = True
+    watch.cancel()
+    await asyncio.gather(*running)
 
 
 def _wrk(url: str, seconds: int, lua: Path, tokens: Path | None, cookie: str | None) -> float:
@@ -168,7 +184,11 @@ def measure(seconds: int, rounds: int, *, warmup: int = 1) -> dict[str, Any]:
                     samples[name].append(_wrk(url, seconds, lua, tokens, sent))
         finally:
             proc.terminate()
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=30)
     rps = {name: statistics.median(values) for name, values in samples.items()}
     spread = {name: (min(values), max(values)) for name, values in samples.items()}
 
@@ -224,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         asyncio.run(_serve(Path(args.serve)))
         return 0
-    if args.seconds <= 0 or not 1 <= args.rounds <= 20:
-        parser.error("--seconds must be > 0 and --rounds between 1 and 20")
+    if not 1 <= args.seconds <= 60 or not 1 <= args.rounds <= 20:
+        parser.error("--seconds must be 1 to 60 and --rounds 1 to 20")
     print(render(measure(args.seconds, args.rounds)))
     return 0
 

@@ -164,8 +164,10 @@ class Authenticator:
             raise self._refused(err) from err
 
     def _recipe(self, claims: dict[str, Any]) -> _Recipe:
-        first = self.user_from_claims(claims)  # refused claims raise here, never cached
-        return _Recipe(json.dumps(claims, separators=(",", ":")).encode(), first)
+        # From the JSON, even the first user: the model's validators never see the cached
+        # claims (a validator editing its input in place would change every later hit).
+        data = json.dumps(claims, separators=(",", ":")).encode()
+        return _Recipe(data, self._from_json(data))  # refused claims raise here, never cached
 
     def user_from_claims(self, claims: dict[str, Any]) -> User:
         """Validate verified claims against ``user_model``; failure is a 401, never a 500."""

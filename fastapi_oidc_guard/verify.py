@@ -14,6 +14,7 @@ Nothing is ever accepted before step 4; steps 2-3 can only reject.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import hmac
 import logging
@@ -183,8 +184,18 @@ def check_times_at(
 def check_times(
     claims: dict[str, Any], *, now: float, leeway: float, require_iat: bool = False
 ) -> None:
-    """``exp`` required and in the future, ``nbf`` reached, ``iat`` not in the future."""
-    check_times_at(token_times(claims, require_iat=require_iat), now=now, leeway=leeway)
+    """``exp`` required and in the future, ``nbf`` reached, ``iat`` not in the future (in this
+    order: an expired token is reported as expired)."""
+    exp = _number(claims, "exp", required=True)
+    assert exp is not None
+    if now - leeway >= exp:
+        raise ExpiredToken("exp", "token has expired")
+    nbf = _number(claims, "nbf", required=False)
+    if nbf is not None and nbf > now + leeway:
+        raise ClaimError("nbf", "token is not valid yet")
+    iat = _number(claims, "iat", required=require_iat)
+    if iat is not None and iat > now + leeway:
+        raise ClaimError("iat", "issued in the future")
 
 
 def _string(claims: dict[str, Any], name: str, *, required: bool) -> str | None:
@@ -378,8 +389,9 @@ class TokenVerifier:
         self._cache = VerifiedTokenCache(cache_size)
 
     async def verify_access_token(self, token: str) -> dict[str, Any]:
-        """Claims of a valid bearer access token for ``audience``; raises ``InvalidToken``."""
-        return (await self._access_entry(token)).claims
+        """Claims of a valid bearer access token for ``audience``; raises ``InvalidToken``.
+        A copy: a caller that edits it changes nothing the cache serves to later requests."""
+        return copy.deepcopy((await self._access_entry(token)).claims)
 
     async def access_principal(self, token: str, build: Callable[[dict[str, Any]], T]) -> T:
         """``build(claims)`` for a valid bearer token; the result is cached with the claims,

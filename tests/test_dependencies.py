@@ -290,6 +290,41 @@ def test_a_route_that_edits_its_user_changes_no_later_request(issuer: Any, clock
         assert client.get("/admin").status_code == 403
 
 
+def test_a_user_model_validator_that_edits_its_input_changes_no_later_request(
+    issuer: Any, clock: Any
+) -> None:
+    """Attack: the user model's ``before`` validator edits the claims it is given in place
+    (appends a permission). It must never be handed the claims the cache keeps: every request
+    with the same token sees exactly one appended value, never an accumulation."""
+    from fastapi import Depends
+    from fastapi.testclient import TestClient
+    from pydantic import model_validator
+
+    class Appending(User):
+        @model_validator(mode="before")
+        @classmethod
+        def _append(cls, data: Any) -> Any:
+            if isinstance(data, dict) and isinstance(data.get("permissions"), list):
+                data["permissions"].append("added")
+            return data
+
+    guard = OIDCGuard(
+        issuer=issuer.issuer, audience=issuer.audience, transport=issuer.transport,
+        clock=clock, user_model=Appending,
+    )  # fmt: skip
+    app = FastAPI(lifespan=guard.lifespan)
+    guard.install(app)
+
+    @app.get("/me")
+    async def me(user: User = Depends(require_user)) -> list[str]:
+        return list(user.permissions or [])
+
+    headers = bearer(issuer.mint(permissions=["read"]))
+    with TestClient(app) as client:
+        seen = [client.get("/me", headers=headers).json() for _ in range(3)]
+    assert seen == [["read", "added"]] * 3
+
+
 def test_app_level_dependencies_apply_to_the_auth_routes(issuer: Any, clock: Any) -> None:
     """``FastAPI(dependencies=[...])`` (an allow-list, a maintenance switch) guards the /auth
     routes too, as it does every route."""

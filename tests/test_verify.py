@@ -871,6 +871,21 @@ async def test_cached_token_still_expires(issuer: FakeIssuer, clock: FakeClock) 
     await guard.aclose()
 
 
+async def test_verified_claims_handed_out_are_a_copy(issuer: FakeIssuer, clock: FakeClock) -> None:
+    """Attack: a caller of ``verify_access_token`` edits the claims it got (``aud``, ``scope``,
+    ``exp``); the cache serves the next verification of the same token unchanged."""
+    guard = make_guard(issuer, clock)
+    token = issuer.mint(scope="read", exp=NOW + 60)
+    claims = await guard.verifier.verify_access_token(token)
+    claims.update(scope="read admin", aud="someone-else", exp=NOW + 10**6)
+    again = await guard.verifier.verify_access_token(token)
+    assert (again["scope"], again["aud"], again["exp"]) == ("read", issuer.audience, NOW + 60)
+    clock.advance(120)
+    with pytest.raises(ExpiredToken):
+        await guard.verifier.verify_access_token(token)
+    await guard.aclose()
+
+
 async def test_cache_purged_when_key_is_removed(issuer: FakeIssuer, clock: FakeClock) -> None:
     guard = make_app_guard(issuer, clock, jwks_max_age=60, jwks_min_max_age=60)
     old = issuer.signing_key
