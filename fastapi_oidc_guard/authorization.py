@@ -20,9 +20,11 @@ by commas; an array, a space-delimited string, or an object's keys (Zitadel) giv
 from __future__ import annotations
 
 import functools
+import inspect
+import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi import Depends
 from fastapi.requests import HTTPConnection
@@ -55,6 +57,7 @@ __all__ = [
     "roles_of",
 ]
 
+logger = logging.getLogger("fastapi_oidc_guard.authorization")
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6750 scope-token
 Kind = Literal["scopes", "permissions", "roles"]
 UserDependency = Callable[..., Awaitable[User]]
@@ -137,8 +140,11 @@ def _require_principal(kind: Principal) -> UserDependency:
     return dependency
 
 
-@functools.cache
-def require_rule(rule: Callable[[User], bool], *, name: str | None = None) -> UserDependency:
+U = TypeVar("U", bound=User)
+Rule = Callable[[U], bool] | Callable[[U], Awaitable[bool]]
+
+
+def require_rule(rule: Rule[U], *, name: str | None = None) -> UserDependency:
     """A dependency requiring ``rule(user)`` to be true (Clerk's ``has()``), e.g.::
 
         def is_org_admin(user: User) -> bool:
@@ -147,12 +153,31 @@ def require_rule(rule: Callable[[User], bool], *, name: str | None = None) -> Us
         @app.delete("/org")
         async def delete_org(user: User = Depends(require_rule(is_org_admin))): ...
 
-    Memoised on ``rule`` (pass the same function object to override it in tests).
+    ``rule`` may be a plain function or an ``async def`` (awaited); it must return a ``bool``:
+    anything else (a coroutine that was not awaited, ``None``, a truthy string) refuses the
+    request and is logged, it never lets the user in. A ``rule`` that is not callable is a
+    ``TypeError`` here, at declaration. Memoised on ``rule`` (pass the same function object to
+    override it in tests).
     """
+    if not callable(rule):
+        raise TypeError(f"require_rule needs a function of the user, got {type(rule).__name__}")
+    return _rule_dependency(rule, name)
+
+
+@functools.cache
+def _rule_dependency(rule: Callable[[Any], Any], name: str | None) -> UserDependency:
     label = name or getattr(rule, "__name__", "rule")
 
     async def dependency(user: User = Depends(require_user)) -> User:
-        if not rule(user):
+        verdict = rule(user)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+        if verdict is not True:
+            if not isinstance(verdict, bool):
+                logger.error(
+                    "require_rule(%s) returned %s, not a bool: the request is refused",
+                    label, type(verdict).__name__,
+                )  # fmt: skip
             raise InsufficientScope(f"rule {label} refused the user", required=())
         return user
 

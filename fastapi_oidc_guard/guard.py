@@ -115,6 +115,7 @@ class OIDCGuard:
         self._transport = transport
         self._client: httpx.AsyncClient | None = http_client
         self._owns_client = http_client is None
+        self._installed = False
         cfg = self.config
         primary = build_issuer_stack(
             cfg, issuer=cfg.issuer, audience=cfg.audiences, client=self.http_client,
@@ -261,7 +262,15 @@ class OIDCGuard:
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
-        """Pass as ``FastAPI(lifespan=guard.lifespan)``, or enter it from your own lifespan."""
+        """Pass as ``FastAPI(lifespan=guard.lifespan)``, or enter it from your own lifespan.
+
+        Refuses to start (``RuntimeError``) when ``install`` was never called: the app would
+        otherwise answer 500 on its first protected request."""
+        if not self._installed and getattr(app.state, "oidc_guard", None) is not self:
+            raise RuntimeError(
+                "fastapi_oidc_guard: the guard's lifespan started but guard.install(app) was never"
+                " called; call it once after creating the app"
+            )
         await self.start()
         try:
             yield
@@ -272,6 +281,7 @@ class OIDCGuard:
         """Attach the guard to ``app``: dependencies find its parts there; error handlers; and,
         when login is configured, the ``/auth`` routes and the session middleware."""
         app.state.oidc_guard = self
+        self._installed = True
         app.state.oidc_installed = Installed(
             config=self.config, auth=self.auth, tokens=self.tokens, machine=self.machine
         )

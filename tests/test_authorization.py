@@ -332,3 +332,116 @@ def test_issuer_resolver_for_tenants(
         evil = FakeIssuer("https://evil.example.test", clock=clock)
         assert call(client, "/optional", evil.mint()).status_code == 401
     assert asked == [second.issuer, evil.issuer]
+
+
+# -- require_rule: sync and async rules (issue #15) ----------------------------------------------
+
+
+class OrgUser(User):
+    org_role: str | None = None
+
+
+async def is_org_admin_async(user: OrgUser) -> bool:  # a rule typed for a user subclass
+    return user.org_role == "admin"
+
+
+def says_yes(user: User) -> str:  # a rule that returns a truthy non-bool: a bug in the app
+    return "yes"
+
+
+def rule_app(guard: OIDCGuard) -> FastAPI:
+    app = FastAPI(lifespan=guard.lifespan)
+    guard.install(app)
+
+    @app.get("/async-rule")
+    async def by_async(u: User = Depends(require_rule(is_org_admin_async))) -> str:
+        return u.sub
+
+    @app.get("/truthy-rule")
+    async def by_truthy(u: User = Depends(require_rule(says_yes))) -> str:
+        return u.sub
+
+    return app
+
+
+def test_an_async_rule_is_awaited_not_taken_as_true(
+    issuer: FakeIssuer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Attack: a route guarded by an ``async def`` rule that says no. The coroutine object is
+    truthy: a rule that is called but not awaited lets everyone in."""
+    guard = OIDCGuard(
+        issuer=issuer.issuer, audience=issuer.audience, transport=issuer.transport,
+        clock=clock, user_model=OrgUser,
+    )  # fmt: skip
+    with TestClient(rule_app(guard)) as client:
+        member = {"Authorization": f"Bearer {issuer.mint(org_role='member')}"}
+        admin = {"Authorization": f"Bearer {issuer.mint(org_role='admin')}"}
+        refused = client.get("/async-rule", headers=member)
+        assert refused.status_code == 403
+        assert refused.json()["error"] == "insufficient_scope"
+        assert client.get("/async-rule", headers=admin).status_code == 200
+        assert client.get("/async-rule").status_code == 401
+
+
+def test_a_rule_that_returns_no_bool_refuses(
+    issuer: FakeIssuer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rule that returns ``"yes"`` (or ``None``) is a bug in the app: it refuses, loudly."""
+    guard = OIDCGuard(
+        issuer=issuer.issuer, audience=issuer.audience, transport=issuer.transport, clock=clock
+    )
+    with TestClient(rule_app(guard)) as client, caplog.at_level("ERROR"):
+        response = client.get("/truthy-rule", headers={"Authorization": f"Bearer {issuer.mint()}"})
+    assert response.status_code == 403
+    assert "returned str, not a bool" in caplog.text
+
+
+@pytest.mark.parametrize("not_a_rule", [None, "admin", 42, ["admin"]])
+def test_a_rule_that_is_not_callable_is_refused_at_declaration(not_a_rule: Any) -> None:
+    with pytest.raises(TypeError, match="needs a function of the user"):
+        require_rule(not_a_rule)
+
+
+def test_rules_stay_memoised_sync_and_async() -> None:
+    assert require_rule(is_org_admin_async) is require_rule(is_org_admin_async)
+    assert require_rule(is_org_admin, name="x") is require_rule(is_org_admin, name="x")
+    assert require_rule(is_org_admin, name="x") is not require_rule(is_org_admin)
+
+
+RULE_TYPING = """
+from fastapi_oidc_guard import User, require_rule
+
+
+class OrgUser(User):
+    org_role: str | None = None
+
+
+def sync_rule(user: OrgUser) -> bool:
+    return user.org_role == "admin"
+
+
+async def async_rule(user: OrgUser) -> bool:
+    return user.org_role == "admin"
+
+
+def counts(user: OrgUser) -> int:
+    return 1
+
+
+require_rule(sync_rule)
+require_rule(async_rule, name="admins")
+require_rule(42)  # line 23: not a rule
+require_rule(counts)  # line 24: returns no bool
+"""
+
+
+def test_require_rule_keeps_its_typed_signature(tmp_path: Any) -> None:
+    """mypy sees ``require_rule``'s signature (the memoised factory used to erase it): sync and
+    async rules of a user subclass check, a non-callable and a non-bool rule do not."""
+    from mypy import api
+
+    snippet = tmp_path / "rules.py"
+    snippet.write_text(RULE_TYPING)
+    out, _, status = api.run(["--strict", "--no-error-summary", str(snippet)])
+    lines = sorted(int(line.split(":")[1]) for line in out.splitlines() if ": error:" in line)
+    assert (status, lines) == (1, [23, 24]), out

@@ -185,6 +185,20 @@ def test_custom_user_model(issuer: FakeIssuer, clock: FakeClock) -> None:
         assert client.get("/me", headers=bearer(wrong_type)).status_code == 401
 
 
+def test_a_lifespan_without_install_refuses_to_start(guard: OIDCGuard) -> None:
+    """``FastAPI(lifespan=guard.lifespan)`` but no ``guard.install(app)``: the app fails at
+    start-up with the fix in the message, not with a 500 on its first protected request."""
+    app = FastAPI(lifespan=guard.lifespan)
+
+    @app.get("/p")
+    async def p(user: User = Depends(require_user)) -> str:
+        return user.sub
+
+    with pytest.raises(RuntimeError, match=r"guard.install\(app\) was never called"):
+        with TestClient(app):
+            pass
+
+
 def test_guard_not_installed_is_a_clear_error(guard: OIDCGuard) -> None:
     app = FastAPI()
 
