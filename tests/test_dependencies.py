@@ -194,9 +194,9 @@ def test_a_lifespan_without_install_refuses_to_start(guard: OIDCGuard) -> None:
     async def p(user: User = Depends(require_user)) -> str:
         return user.sub
 
+    client = TestClient(app)
     with pytest.raises(RuntimeError, match=r"guard.install\(app\) was never called"):
-        with TestClient(app):
-            pass
+        client.__enter__()
 
 
 def test_guard_not_installed_is_a_clear_error(guard: OIDCGuard) -> None:
