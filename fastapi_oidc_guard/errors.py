@@ -11,6 +11,7 @@ Exception tree::
     │   ├── LoginRedirect                  pages: 302 to the login route instead
     │   └── SessionEnded                   the session ended while the request was in flight
     ├── InvalidToken                       invalid_token         401
+    │   ├── MalformedAuthorization         the header is not ``Bearer <token>``
     │   ├── MalformedToken                 shape, size, encoding, header
     │   ├── UnsupportedAlgorithm           alg outside the allow-list
     │   ├── KeyNotFound                    no key with that kid, even after a refetch
@@ -19,6 +20,8 @@ Exception tree::
     │   ├── WrongTokenType                 e.g. an ID token used as a bearer token
     │   ├── ClaimError                     carries ``claim`` and ``reason``
     │   │   ├── ExpiredToken
+    │   │   ├── TokenNotYetValid           ``nbf`` or ``iat`` in the future
+    │   │   ├── InvalidIssuer
     │   │   └── InvalidAudience
     │   └── InvalidUserClaims              claims do not validate against the user model
     ├── InsufficientScope                  insufficient_scope    403
@@ -48,6 +51,7 @@ __all__ = [
     "InsufficientScope",
     "InsufficientUserAuthentication",
     "InvalidAudience",
+    "InvalidIssuer",
     "InvalidRequest",
     "InvalidSignature",
     "InvalidToken",
@@ -56,6 +60,7 @@ __all__ = [
     "KeySetUnavailable",
     "LoginRedirect",
     "LoginRequired",
+    "MalformedAuthorization",
     "MalformedToken",
     "NoRefreshToken",
     "NotAuthenticated",
@@ -63,6 +68,7 @@ __all__ = [
     "SessionEnded",
     "SessionTooLarge",
     "TemporarilyUnavailable",
+    "TokenNotYetValid",
     "TokenRequestFailed",
     "UnsupportedAlgorithm",
     "UnusableKey",
@@ -122,6 +128,10 @@ class InvalidToken(OIDCGuardError):
     code = "invalid_token"
 
 
+class MalformedAuthorization(InvalidToken):
+    """The ``Authorization`` header is not ``Bearer <token>`` (one token, no spaces)."""
+
+
 class MalformedToken(InvalidToken):
     """Not a compact JWS we accept: size, segments, base64url, JSON or header rules."""
 
@@ -157,6 +167,15 @@ class ClaimError(InvalidToken):
 
 class ExpiredToken(ClaimError):
     """``exp`` is in the past (leeway included)."""
+
+
+class TokenNotYetValid(ClaimError):
+    """``nbf`` is not reached yet, or ``iat`` is in the future (leeway included): often a clock
+    skew between the provider and this machine."""
+
+
+class InvalidIssuer(ClaimError):
+    """``iss`` is missing or is not the issuer (or one of the issuers) this app trusts."""
 
 
 class InvalidAudience(ClaimError):

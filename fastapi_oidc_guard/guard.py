@@ -240,10 +240,29 @@ class OIDCGuard:
         return self._client
 
     async def start(self) -> None:
-        """Open the HTTP client and warm discovery and keys (failures are logged, not raised)."""
+        """Open the HTTP client and warm discovery and keys (failures are logged, not raised).
+        Logs one INFO line that summarises the configuration (never a secret)."""
+        logger.info("%s", self.summary())
         self.http_client()
         for stack in self.issuers.stacks.values():
             await stack.keys.warm()
+
+    def summary(self) -> str:
+        """One line for the start-up log: issuer(s), audiences, login, sessions, algorithms.
+        Secrets (client secret, session secrets, private keys) never appear in it."""
+        cfg = self.config
+        issuers = ", ".join(self.issuers.stacks)
+        if self.issuers.single is False and len(self.issuers.stacks) == 1:
+            issuers += " + resolved issuers"
+        login = "off"
+        if cfg.login_enabled:
+            login = f"on at {cfg.base_url or ''}{cfg.routes_prefix}, client {cfg.client_id}"
+        sessions = "none" if self.sessions is None else cfg.session_backend
+        audiences = ", ".join(cfg.audiences) or "none (bearer tokens refused)"
+        return (
+            f"fastapi_oidc_guard: issuer {issuers}; audiences {audiences}; login {login}; "
+            f"sessions {sessions}; algorithms {', '.join(cfg.algorithms)}"
+        )
 
     async def aclose(self) -> None:
         """Stop background refreshes and close the client if the guard created it."""

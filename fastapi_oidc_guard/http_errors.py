@@ -14,19 +14,32 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from .errors import (
     AccessDenied,
+    ClaimError,
     CrossOriginRequest,
+    ExpiredToken,
     InsufficientScope,
     InsufficientUserAuthentication,
+    InvalidAudience,
+    InvalidIssuer,
     InvalidRequest,
+    InvalidSignature,
     InvalidToken,
+    InvalidUserClaims,
+    KeyNotFound,
     LoginRedirect,
     LoginRequired,
+    MalformedAuthorization,
+    MalformedToken,
     NoRefreshToken,
     NotAuthenticated,
     OIDCGuardError,
     SessionTooLarge,
     TemporarilyUnavailable,
+    TokenNotYetValid,
+    UnsupportedAlgorithm,
+    UnusableKey,
     WrongPrincipal,
+    WrongTokenType,
 )
 
 __all__ = ["error_response", "install_error_handlers"]
@@ -38,6 +51,31 @@ NOT_AUTHENTICATED_DESCRIPTION = "The user does not have an active session or is 
 _DESCRIPTIONS: dict[type[OIDCGuardError], tuple[int, str]] = {
     NotAuthenticated: (401, NOT_AUTHENTICATED_DESCRIPTION),
     InvalidToken: (401, "The access token is invalid or has expired"),
+    # One fixed description per rejection class: what failed, never a value from the token
+    # (expected vs found goes to the fastapi_oidc_guard logger).
+    MalformedAuthorization: (401, "The Authorization header must be 'Bearer' and one token"),
+    MalformedToken: (
+        401,
+        "The access token is not a well-formed signed JWT (an opaque token? request the token "
+        "with this API's audience)",
+    ),
+    UnsupportedAlgorithm: (401, "The access token is signed with an algorithm this API refuses"),
+    KeyNotFound: (401, "The access token is signed with a key its issuer does not publish"),
+    UnusableKey: (401, "The issuer's key does not fit the access token's algorithm"),
+    InvalidSignature: (401, "The access token's signature does not verify"),
+    WrongTokenType: (
+        401,
+        "This is not an access token (an ID token or a logout token is never a bearer token)",
+    ),
+    ClaimError: (401, "A required claim of the access token is missing or invalid"),
+    ExpiredToken: (401, "The access token has expired"),
+    TokenNotYetValid: (
+        401,
+        "The access token is not valid yet (nbf or iat in the future: check the clocks)",
+    ),
+    InvalidIssuer: (401, "The access token's issuer is missing or not trusted by this API"),
+    InvalidAudience: (401, "The access token was issued for another audience than this API"),
+    InvalidUserClaims: (401, "The access token's claims do not fit this API's user model"),
     NoRefreshToken: (
         401,
         "The access token expired and the session has no refresh token: request the "
@@ -81,7 +119,9 @@ def error_response(err: OIDCGuardError) -> Response:
     if isinstance(err, NotAuthenticated):
         headers["WWW-Authenticate"] = "Bearer"
     elif isinstance(err, InvalidToken):
-        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        headers["WWW-Authenticate"] = (
+            f'Bearer error="invalid_token", error_description="{description}"'
+        )
     elif isinstance(err, InsufficientScope):
         scope = " ".join(err.required)
         headers["WWW-Authenticate"] = f'Bearer error="insufficient_scope", scope="{scope}"'
@@ -106,7 +146,8 @@ async def _handle(request: HTTPConnection, exc: Exception) -> Response | None:
     if isinstance(request, WebSocket):
         # A refused socket: closed before accept (the server answers the handshake with 403),
         # code 1008 (policy violation) and the error code as the reason; never an exception.
-        logger.info("websocket %s -> %s: %s", request.url.path, exc.code, exc)
+        logger.info("websocket %s -> %s (%s): %s", request.url.path, exc.code,
+                    type(exc).__name__, exc)  # fmt: skip
         await request.close(code=1008, reason=exc.code)
         return None
     level = logging.INFO
@@ -115,7 +156,8 @@ async def _handle(request: HTTPConnection, exc: Exception) -> Response | None:
     elif isinstance(exc, SessionTooLarge):
         level = logging.ERROR
     method = request.scope.get("method")
-    logger.log(level, "%s %s -> %s: %s", method, request.url.path, exc.code, exc)
+    logger.log(level, "%s %s -> %s (%s): %s", method, request.url.path, exc.code,
+               type(exc).__name__, exc)  # fmt: skip
     return error_response(exc)
 
 

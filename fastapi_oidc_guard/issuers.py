@@ -26,7 +26,7 @@ import httpx
 from ._cache import BoundedCache
 from .config import GuardConfig, as_audiences, require_safe_url
 from .discovery import DiscoveryCache
-from .errors import ClaimError, TemporarilyUnavailable
+from .errors import InvalidIssuer, TemporarilyUnavailable
 from .jose import parse_compact
 from .jwks import KeySet, RemoteKeySet
 from .verify import TokenVerifier, check_audience, check_times
@@ -164,7 +164,7 @@ class IssuerVerifiers:
         claims = parse_compact(token, max_bytes=self._cfg.max_token_bytes).claims
         iss = claims.get("iss")
         if not isinstance(iss, str):
-            raise ClaimError("iss", "missing")
+            raise InvalidIssuer("iss", "missing")
         stack = self.stacks.get(iss) or self._resolved.get(iss) or self._newcomers.get(iss)
         if stack is None and self._resolver is not None:
             trusted = await self._resolver(iss)
@@ -179,7 +179,7 @@ class IssuerVerifiers:
                 )  # fmt: skip
                 self._newcomers.put(iss, stack)
         if stack is None:
-            raise ClaimError("iss", f"issuer {iss!r} is not trusted")
+            raise InvalidIssuer("iss", f"issuer {iss!r} is not trusted")
         return iss, stack
 
     def _budgeted_client(self, iss: str) -> httpx.AsyncClient:

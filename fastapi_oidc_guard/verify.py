@@ -28,7 +28,9 @@ from .errors import (
     ClaimError,
     ExpiredToken,
     InvalidAudience,
+    InvalidIssuer,
     InvalidToken,
+    TokenNotYetValid,
     UnsupportedAlgorithm,
     WrongTokenType,
 )
@@ -176,9 +178,9 @@ def check_times_at(
     if now - leeway >= exp:
         raise ExpiredToken("exp", "token has expired")
     if nbf is not None and nbf > now + leeway:
-        raise ClaimError("nbf", "token is not valid yet")
+        raise TokenNotYetValid("nbf", "token is not valid yet")
     if iat is not None and iat > now + leeway:
-        raise ClaimError("iat", "issued in the future")
+        raise TokenNotYetValid("iat", "issued in the future")
 
 
 def check_times(
@@ -192,10 +194,10 @@ def check_times(
         raise ExpiredToken("exp", "token has expired")
     nbf = _number(claims, "nbf", required=False)
     if nbf is not None and nbf > now + leeway:
-        raise ClaimError("nbf", "token is not valid yet")
+        raise TokenNotYetValid("nbf", "token is not valid yet")
     iat = _number(claims, "iat", required=require_iat)
     if iat is not None and iat > now + leeway:
-        raise ClaimError("iat", "issued in the future")
+        raise TokenNotYetValid("iat", "issued in the future")
 
 
 def _string(claims: dict[str, Any], name: str, *, required: bool) -> str | None:
@@ -284,9 +286,12 @@ def check_claims(
         _check_legacy_logout_times(claims, now=now, leeway=leeway)
     else:
         check_times(claims, now=now, leeway=leeway, require_iat=kind != "access")
-    iss = _string(claims, "iss", required=True)
+    try:
+        iss = _string(claims, "iss", required=True)
+    except ClaimError as err:
+        raise InvalidIssuer("iss", err.reason) from None
     if iss != issuer:
-        raise ClaimError("iss", f"expected {issuer!r}, got {iss!r}")
+        raise InvalidIssuer("iss", f"expected {issuer!r}, got {iss!r}")
     if kind == "access":
         check_audience(claims, as_audiences(audience), claim=audience_claim)
     else:
@@ -325,12 +330,12 @@ def _check_legacy_logout_times(claims: dict[str, Any], *, now: float, leeway: fl
     iat = _number(claims, "iat", required=True)
     assert iat is not None
     if iat > now + leeway:
-        raise ClaimError("iat", "issued in the future")
+        raise TokenNotYetValid("iat", "issued in the future")
     if now - iat > LEGACY_LOGOUT_WINDOW + leeway:
         raise ExpiredToken("iat", "logout token without exp, issued too long ago")
     nbf = _number(claims, "nbf", required=False)
     if nbf is not None and nbf > now + leeway:
-        raise ClaimError("nbf", "token is not valid yet")
+        raise TokenNotYetValid("nbf", "token is not valid yet")
 
 
 def _check_logout_claims(claims: dict[str, Any]) -> None:

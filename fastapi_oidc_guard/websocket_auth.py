@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from .errors import InvalidToken
+from .errors import MalformedAuthorization
 
 __all__ = [
     "BEARER_PROTOCOL_PREFIX",
@@ -39,7 +39,7 @@ def parse_authorization(value: str) -> str:
     scheme, _, token = value.partition(" ")
     token = token.strip(" ")
     if scheme.lower() != "bearer" or not token or " " in token:
-        raise InvalidToken("Authorization header is not 'Bearer <token>'")
+        raise MalformedAuthorization("Authorization header is not 'Bearer <token>'")
     return token
 
 

@@ -50,11 +50,11 @@ def test_invalid_token_is_401_invalid_token_without_echo(
     token = issuer.mint(sub="mallory-secret-marker", aud="https://elsewhere.example")
     response = client.get("/api/protected", headers=bearer(token))
     assert response.status_code == 401
-    assert response.json() == {
-        "error": "invalid_token",
-        "description": "The access token is invalid or has expired",
-    }
-    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    description = "The access token was issued for another audience than this API"
+    assert response.json() == {"error": "invalid_token", "description": description}
+    assert response.headers["WWW-Authenticate"] == (
+        f'Bearer error="invalid_token", error_description="{description}"'
+    )
     assert "mallory" not in response.text
     assert "elsewhere" not in response.text
 

@@ -7,18 +7,19 @@ import fastapi_oidc_guard.testing
 
 EXPECTED = [
     "AccessDenied", "AccessToken", "AuthState", "ClaimError", "ConfigurationError",
-    "CookieSessionBackend", "CrossOriginRequest", "DiscoveryError", "ExpiredToken", "GuardConfig",
-    "InsufficientScope", "InsufficientUserAuthentication", "InvalidAudience", "InvalidRequest",
-    "InvalidSignature", "InvalidToken", "InvalidUserClaims", "KeyNotFound", "KeySet",
-    "KeySetUnavailable", "LoginRedirect", "LoginRequired", "MalformedToken",
-    "MemorySessionBackend", "NoRefreshToken", "NotAuthenticated", "OIDCGuard", "OIDCGuardError",
-    "ProviderMetadata", "RemoteKeySet", "SessionBackend", "SessionData", "SessionEnded",
-    "SessionTooLarge", "StaticKeySet", "TemporarilyUnavailable", "TokenRequestFailed", "TokenSet",
+    "CookieSessionBackend", "CrossOriginRequest", "DiscoveryError", "ExpiredToken",
+    "GuardConfig", "InsufficientScope", "InsufficientUserAuthentication", "InvalidAudience",
+    "InvalidIssuer", "InvalidRequest", "InvalidSignature", "InvalidToken", "InvalidUserClaims",
+    "KeyNotFound", "KeySet", "KeySetUnavailable", "LoginRedirect", "LoginRequired",
+    "MalformedAuthorization", "MalformedToken", "MemorySessionBackend", "NoRefreshToken",
+    "NotAuthenticated", "OIDCGuard", "OIDCGuardError", "ProviderMetadata", "RemoteKeySet",
+    "SessionBackend", "SessionData", "SessionEnded", "SessionTooLarge", "StaticKeySet",
+    "TemporarilyUnavailable", "TokenNotYetValid", "TokenRequestFailed", "TokenSet",
     "TokenVerifier", "TrustedIssuer", "UnsupportedAlgorithm", "UnusableKey", "User",
-    "WrongPrincipal", "WrongTokenType", "access_token", "auth_state", "client_credentials_token",
-    "get_guard", "optional_user", "require_page_user", "require_permissions", "require_principal",
-    "require_roles", "require_rule", "require_scopes", "require_step_up", "require_user",
-    "roles_of", "userinfo",
+    "WrongPrincipal", "WrongTokenType", "access_token", "auth_state",
+    "client_credentials_token", "get_guard", "optional_user", "require_page_user",
+    "require_permissions", "require_principal", "require_roles", "require_rule",
+    "require_scopes", "require_step_up", "require_user", "roles_of", "userinfo",
 ]  # fmt: skip
 
 
