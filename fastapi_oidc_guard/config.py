@@ -18,6 +18,13 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from .env_settings import (
+    DEFAULT_PREFIX,
+    log_unknown,
+    read_dotenv,
+    settings_from_env,
+    unknown_variables,
+)
 from .errors import ConfigurationError
 
 #: What a path prefix may be (OIDC_BASE_URL's path, an ASGI root_path): segments of unreserved
@@ -38,6 +45,21 @@ DEFAULT_ALGORITHMS = ("RS256", "ES256", "PS256", "EdDSA")
 DEFAULT_SCOPE = "openid profile email offline_access"
 SessionBackendName = Literal["cookie", "memory", "redis"]
 SameSite = Literal["lax", "strict", "none"]
+_SECRETS = frozenset({"client_secret", "session_secret", "client_private_key"})
+_PREFIX = re.compile(r"[A-Z][A-Z0-9_]*_")
+_PREFIXES: set[str] = set()  # every prefix a guard of this process read (for the warnings)
+
+
+def _mask_password(url: str) -> str:
+    """``redis://user:secret@host`` as ``redis://user:***@host``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = (parts.username or "") + ":***"
+    return parts._replace(netloc=f"{user}@{netloc[-1]}").geturl()
+
+
 AudienceParam = Literal["audience", "resource", "both", "none"]
 ClientAuth = Literal["auto", "client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 # Only parameters that cannot widen what a session gets: scope, audience and organization pass
@@ -132,9 +154,9 @@ class GuardConfig:
     audiences: tuple[str, ...] = ()  # filled from ``audience``
     audience_claim: str = "aud"
     client_id: str | None = None
-    client_secret: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
     base_url: str | None = None
-    session_secret: tuple[str, ...] = ()
+    session_secret: tuple[str, ...] = field(default=(), repr=False)
     scope: str = DEFAULT_SCOPE
     algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
     session_backend: SessionBackendName = "cookie"
@@ -397,76 +419,57 @@ class GuardConfig:
             raise ConfigurationError("token_cache_size must be >= 0 (0 disables the cache)")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> GuardConfig:
-        """Build from ``OIDC_*`` variables; keyword arguments win over the environment.
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        env_file: str | os.PathLike[str] | None = None,
+        **overrides: Any,
+    ) -> GuardConfig:
+        """Build from ``<prefix><SETTING>`` variables (``OIDC_ISSUER``, ``OIDC_LEEWAY``: every
+        setting but ``clock`` has one); keyword arguments win over the environment.
 
-        ``OIDC_SESSION_SECRET`` and ``OIDC_ALGORITHMS`` are comma-separated lists.
+        ``env_file`` names a ``.env`` file to read as well (the environment wins over it).
+        ``prefix`` lets several guards of one process read their own variables
+        (``ADMIN_OIDC_ISSUER``). A ``<prefix>*`` variable that names no setting is logged as a
+        warning, with the closest setting's name. Lists (``OIDC_AUDIENCE``,
+        ``OIDC_SESSION_SECRET``, ``OIDC_ALGORITHMS``...) are comma-separated.
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        plain = {
-            "issuer": "OIDC_ISSUER",
-            "audience": "OIDC_AUDIENCE",
-            "client_id": "OIDC_CLIENT_ID",
-            "client_secret": "OIDC_CLIENT_SECRET",
-            "base_url": "OIDC_BASE_URL",
-            "scope": "OIDC_SCOPE",
-            "session_backend": "OIDC_SESSION_BACKEND",
-            "redis_url": "OIDC_REDIS_URL",
-            "audience_claim": "OIDC_AUDIENCE_CLAIM",
-            "roles_claim": "OIDC_ROLES_CLAIM",
-            "permissions_claim": "OIDC_PERMISSIONS_CLAIM",
-            "token_endpoint_auth": "OIDC_TOKEN_ENDPOINT_AUTH",
-            "audience_param": "OIDC_AUDIENCE_PARAM",
-            "client_private_key": "OIDC_CLIENT_PRIVATE_KEY",
-            "client_private_key_file": "OIDC_CLIENT_PRIVATE_KEY_FILE",
-            "client_key_id": "OIDC_CLIENT_KEY_ID",
-        }
-        for name, var in plain.items():
-            if env.get(var):
-                values[name] = env[var]
-        if env.get("OIDC_AUDIENCE"):  # several identifiers, comma-separated
-            values["audience"] = _split(env["OIDC_AUDIENCE"]) or env["OIDC_AUDIENCE"]
-        if env.get("OIDC_SESSION_SECRET"):
-            values["session_secret"] = _split(env["OIDC_SESSION_SECRET"])
-        if env.get("OIDC_ALGORITHMS"):
-            values["algorithms"] = _split(env["OIDC_ALGORITHMS"])
-        for name, var in (("require_at_jwt", "OIDC_REQUIRE_AT_JWT"),
-                          ("legacy_logout_tokens", "OIDC_LEGACY_LOGOUT_TOKENS"),
-                          ("use_par", "OIDC_USE_PAR")):  # fmt: skip
-            if env.get(var):
-                flag = env[var].strip().lower()
-                if flag not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ConfigurationError(f"{var} must be true or false")
-                values[name] = flag in ("true", "1", "yes")
-        if env.get("OIDC_TRUSTED_ORIGINS"):
-            values["trusted_origins"] = _split(env["OIDC_TRUSTED_ORIGINS"])
-        if env.get("OIDC_MAX_COOKIE_BYTES"):
-            try:
-                values["max_cookie_bytes"] = int(env["OIDC_MAX_COOKIE_BYTES"])
-            except ValueError as err:
-                raise ConfigurationError("OIDC_MAX_COOKIE_BYTES must be a whole number") from err
-        numbers = {
-            "leeway": "OIDC_LEEWAY",
-            "http_timeout": "OIDC_HTTP_TIMEOUT",
-            "jwks_max_age": "OIDC_JWKS_MAX_AGE",
-            "jwks_cooldown": "OIDC_JWKS_COOLDOWN",
-            "jwks_stale_limit": "OIDC_JWKS_STALE_LIMIT",
-        }
-        for name, var in numbers.items():
-            if env.get(var):
-                try:
-                    values[name] = float(env[var])
-                except ValueError as err:
-                    raise ConfigurationError(f"{var} must be a number of seconds") from err
+        if not _PREFIX.fullmatch(prefix):
+            raise ConfigurationError(
+                f"prefix {prefix!r}: upper-case letters, digits and '_', ending with '_'"
+            )
+        env: Mapping[str, str] = os.environ if environ is None else environ
+        if env_file is not None:
+            env = {**read_dotenv(env_file), **env}
+        known_fields = fields(cls)
+        values = settings_from_env(known_fields, env, prefix=prefix)
+        log_unknown(unknown_variables(known_fields, env, prefix=prefix, other_prefixes=_PREFIXES))
+        _PREFIXES.add(prefix)
         values.update(overrides)
         if "issuer" not in values:
             raise ConfigurationError(
-                "OIDC_ISSUER is required: set it to your provider's issuer URL "
+                f"{prefix}ISSUER is required: set it to your provider's issuer URL "
                 "(or pass issuer=... to OIDCGuard)"
             )
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(set(values) - {f.name for f in known_fields})
         if unknown:
             raise ConfigurationError(f"unknown settings {unknown}")
         return cls(**values)
+
+    def __repr__(self) -> str:
+        """Every setting, secrets masked: ``client_secret=<set>``, never the value."""
+        parts = []
+        for item in fields(self):
+            if item.name == "clock":
+                continue
+            value = getattr(self, item.name)
+            if item.name in _SECRETS:
+                shown = "None" if not value else "<set>"
+            elif item.name == "redis_url" and value:
+                shown = repr(_mask_password(value))
+            else:
+                shown = repr(value)
+            parts.append(f"{item.name}={shown}")
+        return f"GuardConfig({', '.join(parts)})"
