@@ -70,7 +70,7 @@ from .errors import (
 from .guard import OIDCGuard
 from .issuers import TrustedIssuer
 from .jwks import KeySet, RemoteKeySet, StaticKeySet
-from .models import AccessToken, ProviderMetadata, SessionData, TokenSet, User
+from .models import AccessToken, OfflineGrant, ProviderMetadata, SessionData, TokenSet, User
 from .sessions.base import SessionBackend
 from .sessions.cookie import CookieSessionBackend
 from .sessions.memory import MemorySessionBackend
@@ -107,6 +107,7 @@ __all__ = [
     "NotAuthenticated",
     "OIDCGuard",
     "OIDCGuardError",
+    "OfflineGrant",
     "ProviderMetadata",
     "RemoteKeySet",
     "SessionBackend",

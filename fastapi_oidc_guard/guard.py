@@ -6,7 +6,7 @@ of who uses whom is docs/architecture.md."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -20,12 +20,12 @@ from .backchannel import BackchannelLogout
 from .client_auth import ClientCredentials, PrivateKey, load_private_key
 from .config import GuardConfig, SessionBackendName
 from .dependencies import Installed
-from .errors import ConfigurationError
+from .errors import ConfigurationError, NoRefreshToken
 from .http_errors import error_response, install_error_handlers
 from .issuers import IssuerResolver, IssuerVerifiers, TrustedIssuer, build_issuer_stack
 from .login_flow import LoginFlow
 from .machine_tokens import MachineTokens
-from .models import AccessToken, SessionData, User
+from .models import AccessToken, OfflineGrant, SessionData, User
 from .openapi import install_openapi
 from .provider import Provider
 from .routes import PrefixedRoutes, build_router
@@ -349,6 +349,48 @@ class OIDCGuard:
         return await self.tokens.access_token_for(
             request, audience=audience, scope=scope, min_ttl=min_ttl, force_refresh=force_refresh
         )
+
+    # -- outside requests: background jobs ----------------------------------------------------
+
+    async def client_credentials_token(
+        self, audience: str | None = None, *, scope: str | None = None, min_ttl: float = 60.0
+    ) -> AccessToken:
+        """The app's own access token (client credentials grant) for ``audience`` (default:
+        ``OIDC_AUDIENCE``), as the ``client_credentials_token`` dependency gives it: cached
+        until ``min_ttl`` seconds before expiry, one grant in flight however many ask."""
+        return await self.machine.client_credentials(
+            audience=audience or self.config.audience, scope=scope, min_ttl=min_ttl
+        )
+
+    async def access_token_from_refresh_token(
+        self,
+        refresh_token: str,
+        *,
+        sub: str,
+        audience: str | None = None,
+        scope: str | None = None,
+        min_ttl: float = 60.0,
+        force_refresh: bool = False,
+        on_rotated: Callable[[str], Awaitable[None]] | None = None,
+    ) -> AccessToken:
+        """A user's access token for ``audience`` (default: ``OIDC_AUDIENCE``) from the refresh
+        token the app stored for ``sub`` (see :meth:`offline_grant`), with the refresh,
+        single-flight and rotation rules of a request. ``on_rotated(new_refresh_token)`` is
+        awaited when the provider rotated it: store the new one. A refused refresh token is
+        :class:`LoginRequired` (the user must sign in again)."""
+        return await self.tokens.for_refresh_token(
+            refresh_token, sub=sub, audience=audience or self.config.audience, scope=scope,
+            min_ttl=min_ttl, force_refresh=force_refresh, on_rotated=on_rotated,
+        )  # fmt: skip
+
+    async def offline_grant(self, request: HTTPConnection) -> OfflineGrant:
+        """What a background job needs to act for the signed-in user later: their ``sub`` and
+        the session's refresh token (``NoRefreshToken`` without one: ask ``offline_access``).
+        Store it encrypted; it is as powerful as the user's session."""
+        session = await self.auth.require_session(request, why="offline_grant needs a session")
+        if not session.refresh_token:
+            raise NoRefreshToken("the session has no refresh token: ask the offline_access scope")
+        return OfflineGrant(sub=session.sub, refresh_token=session.refresh_token)
 
     async def userinfo_for(self, request: HTTPConnection) -> dict[str, Any]:
         return await self.tokens.userinfo_for(request)

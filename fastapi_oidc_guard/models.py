@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from .principal import Principal, principal_kind
 
-__all__ = ["AccessToken", "ProviderMetadata", "SessionData", "TokenSet", "User"]
+__all__ = ["AccessToken", "OfflineGrant", "ProviderMetadata", "SessionData", "TokenSet", "User"]
 
 
 class User(BaseModel):
@@ -135,6 +135,17 @@ class AccessToken(BaseModel):
         scheme ``Bearer``, whatever casing the provider used in ``token_type``)."""
         scheme = "Bearer" if self.token_type.lower() == "bearer" else self.token_type
         return f"{scheme} {self.token}"
+
+
+class OfflineGrant(BaseModel):
+    """A user's refresh token, kept by the app for background work
+    (``guard.access_token_from_refresh_token(grant.refresh_token, sub=grant.sub)``). Its
+    ``repr`` never shows the token."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sub: str
+    refresh_token: str = Field(repr=False)
 
 
 class SessionData(BaseModel):

@@ -88,6 +88,7 @@ class TokenService:
         self._userinfo: BoundedCache[str, dict[str, Any]] = BoundedCache(
             _CACHE_SIZE, ttl=_USERINFO_TTL, clock=config.clock
         )
+        self._background: BoundedCache[str, SessionData] = BoundedCache(_CACHE_SIZE)
         self._handout = handout
         self._warned_short = False
 
@@ -159,6 +160,50 @@ class TokenService:
                 else:
                     self._sessions.end(conn.scope)
             raise
+
+    # -- outside requests (background jobs) ----------------------------------------------------
+
+    async def for_refresh_token(
+        self,
+        refresh_token: str,
+        *,
+        sub: str,
+        audience: str | None,
+        scope: str | None,
+        min_ttl: float = 60.0,
+        force_refresh: bool = False,
+        on_rotated: Callable[[str], Awaitable[None]] | None = None,
+    ) -> AccessToken:
+        """A fresh access token for the user ``sub`` from a refresh token the app stored, with
+        the rules of a request: refreshed once however many callers ask at the same time (and,
+        with Redis, across processes), a rotated refresh token never spent again (callers
+        still holding the old one get the outcome), a refreshed ID token for another ``sub``
+        refused. When the provider rotates the refresh token, ``on_rotated(new)`` is awaited
+        before the token is handed out: store the new one, the old one is spent. Tokens are
+        remembered in the process (keyed by a hash of the refresh token) until ``min_ttl``
+        before they expire."""
+        if not refresh_token or not sub:
+            raise NoRefreshToken("a background token needs the stored refresh token and sub")
+        fingerprint = _fingerprint(refresh_token)
+        session = self._background.get(fingerprint)
+        if session is None or session.sub != sub:
+            now = self._clock()
+            session = SessionData(
+                id="background:" + fingerprint[:16], sub=sub, user={"sub": sub},
+                refresh_token=refresh_token, created_at=now, last_active=now,
+            )  # fmt: skip
+
+        async def persist(updated: SessionData) -> None:
+            new = updated.refresh_token
+            if new and new != refresh_token and on_rotated is not None:
+                await on_rotated(new)
+            for spent in {refresh_token, new or refresh_token}:
+                self._background.put(_fingerprint(spent), updated)
+
+        return await self.for_session(
+            session, audience=audience, scope=scope, min_ttl=min_ttl, persist=persist,
+            force_refresh=force_refresh,
+        )  # fmt: skip
 
     # -- user tokens --------------------------------------------------------------------------
 
