@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-__all__ = ["logout_confirmation"]
+__all__ = ["error_page", "logout_confirmation"]
 
 
 def logout_confirmation(action: str, return_to: str) -> str:
@@ -19,5 +19,20 @@ def logout_confirmation(action: str, return_to: str) -> str:
         f"<input type=hidden name=returnTo value='{escape(return_to, quote=True)}'>"
         "<button type=submit>Log out</button></form>"
         f"<p><a href='{escape(return_to, quote=True)}'>Stay signed in</a></p>"
+        "</body></html>"
+    )
+
+
+def error_page(description: str, *, try_again: str, home: str) -> str:
+    """A browser route's error (a stale callback, a cancelled login, the provider down): what
+    happened, and the ways back (log in again, keeping where the user was going; go back)."""
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width, initial-scale=1'>"
+        "<title>Sign-in problem</title></head><body style='font-family:sans-serif;margin:3em'>"
+        "<h1>Sign-in did not complete</h1>"
+        f"<p>{escape(description)}.</p>"
+        f"<p><a href='{escape(try_again, quote=True)}'>Try again</a></p>"
+        f"<p><a href='{escape(home, quote=True)}'>Go back</a></p>"
         "</body></html>"
     )

@@ -35,6 +35,7 @@ Exception tree::
     │   ├── DiscoveryError
     │   └── KeySetUnavailable
     └── InvalidRequest                     invalid_request       400
+        ├── StaleCallback                  a callback without its login (expired, replayed)
         ├── AccessDenied                   access_denied         400
         └── TokenRequestFailed             the token endpoint refused (``error`` holds its code)
 """
@@ -67,6 +68,7 @@ __all__ = [
     "OIDCGuardError",
     "SessionEnded",
     "SessionTooLarge",
+    "StaleCallback",
     "TemporarilyUnavailable",
     "TokenNotYetValid",
     "TokenRequestFailed",
@@ -252,6 +254,11 @@ class InvalidRequest(OIDCGuardError):
     """A malformed request to one of the library's own endpoints."""
 
     code = "invalid_request"
+
+
+class StaleCallback(InvalidRequest):
+    """A callback whose login transaction is gone: expired, already used (a replayed or
+    bookmarked callback URL), or started in another browser."""
 
 
 class AccessDenied(InvalidRequest):

@@ -6,6 +6,7 @@ of who uses whom is docs/architecture.md."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -17,9 +18,11 @@ from fastapi.requests import HTTPConnection
 from ._http import build_client
 from .authentication import Authenticator
 from .backchannel import BackchannelLogout
+from .browser_errors import ErrorPage
 from .client_auth import ClientCredentials, PrivateKey, load_private_key
 from .config import GuardConfig, SessionBackendName
 from .dependencies import Installed
+from .env_settings import DEFAULT_PREFIX
 from .errors import ConfigurationError, NoRefreshToken
 from .http_errors import error_response, install_error_handlers
 from .issuers import IssuerResolver, IssuerVerifiers, TrustedIssuer, build_issuer_stack
@@ -89,7 +92,9 @@ class OIDCGuard:
     ready :class:`SessionBackend` instance; ``before_session_saved`` shapes what a session
     stores (e.g. drops large claims) each time it is saved. ``trusted_issuers`` accepts bearer
     tokens of more issuers (each with its own audience and keys); ``issuer_resolver`` decides
-    for unknown issuers at run time (multi-tenant apps).
+    for unknown issuers at run time (multi-tenant apps). ``error_page(request, error)`` renders
+    the errors of the login, callback and logout routes for browsers (see
+    ``fastapi_oidc_guard.browser_errors``).
     """
 
     def __init__(
@@ -103,6 +108,7 @@ class OIDCGuard:
         before_session_saved: BeforeSave | None = None,
         trusted_issuers: Iterable[TrustedIssuer] = (),
         issuer_resolver: IssuerResolver | None = None,
+        error_page: ErrorPage | None = None,
         **settings: Any,
     ) -> None:
         if isinstance(session_backend, str):  # a name: it is the configuration setting
@@ -112,6 +118,7 @@ class OIDCGuard:
             raise TypeError("pass either config=... or settings, not both")
         self.config = config if config is not None else GuardConfig(**settings)
         self.user_model = user_model
+        self.error_page = error_page
         self._transport = transport
         self._client: httpx.AsyncClient | None = http_client
         self._owns_client = http_client is None
@@ -217,17 +224,22 @@ class OIDCGuard:
         before_session_saved: BeforeSave | None = None,
         trusted_issuers: Iterable[TrustedIssuer] = (),
         issuer_resolver: IssuerResolver | None = None,
+        error_page: ErrorPage | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        env_file: str | os.PathLike[str] | None = None,
         **overrides: Any,
     ) -> OIDCGuard:
-        """Build from the ``OIDC_*`` environment variables; keyword arguments win."""
+        """Build from the ``OIDC_*`` environment variables (or ``<prefix>*``, plus ``env_file``:
+        see :meth:`GuardConfig.from_env`); keyword arguments win."""
         if isinstance(session_backend, str):
             overrides["session_backend"] = session_backend
             session_backend = None
-        config = GuardConfig.from_env(environ, **overrides)
+        config = GuardConfig.from_env(environ, prefix=prefix, env_file=env_file, **overrides)
         return cls(
             config=config, user_model=user_model, transport=transport, http_client=http_client,
             session_backend=session_backend, before_session_saved=before_session_saved,
             trusted_issuers=trusted_issuers, issuer_resolver=issuer_resolver,
+            error_page=error_page,
         )  # fmt: skip
 
     # -- HTTP client and lifecycle -----------------------------------------------------------
@@ -310,7 +322,7 @@ class OIDCGuard:
         if self.sessions is not None and self.login is not None and self.backchannel is not None:
             router = build_router(
                 config=cfg, login=self.login, auth=self.auth, tokens=self.tokens,
-                backchannel=self.backchannel,
+                backchannel=self.backchannel, error_page=self.error_page,
             )  # fmt: skip
             # Included as FastAPI includes any router (app-level dependencies apply to them),
             # then gathered into one prefix-gated entry.

@@ -34,6 +34,7 @@ from .errors import (
     NotAuthenticated,
     OIDCGuardError,
     SessionTooLarge,
+    StaleCallback,
     TemporarilyUnavailable,
     TokenNotYetValid,
     UnsupportedAlgorithm,
@@ -42,7 +43,7 @@ from .errors import (
     WrongTokenType,
 )
 
-__all__ = ["error_response", "install_error_handlers"]
+__all__ = ["describe", "error_response", "install_error_handlers"]
 
 logger = logging.getLogger("fastapi_oidc_guard")
 
@@ -94,9 +95,15 @@ _DESCRIPTIONS: dict[type[OIDCGuardError], tuple[int, str]] = {
     ),
     SessionTooLarge: (500, "The session is too large to be stored in cookies"),
     TemporarilyUnavailable: (503, "The identity provider is temporarily unavailable"),
-    AccessDenied: (400, "The authorization request was denied"),
+    AccessDenied: (400, "The sign-in was cancelled or refused at the identity provider"),
+    StaleCallback: (400, "This sign-in has expired or was already completed"),
     InvalidRequest: (400, "The request is invalid"),
 }
+
+
+def describe(err: OIDCGuardError) -> tuple[int, str]:
+    """The status and the fixed description of ``err`` (what its JSON answer says)."""
+    return _lookup(err)
 
 
 def _lookup(err: OIDCGuardError) -> tuple[int, str]:

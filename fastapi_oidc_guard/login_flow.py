@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Request
@@ -29,6 +30,7 @@ from .errors import (
     InvalidToken,
     OIDCGuardError,
     SessionTooLarge,
+    StaleCallback,
     TemporarilyUnavailable,
     TokenRequestFailed,
 )
@@ -44,11 +46,12 @@ from .tokens import TokenService
 from .transactions import Transaction, TransactionStore
 from .verify import TokenVerifier
 
-__all__ = ["LoginFlow", "session_claims"]
+__all__ = ["LoginFlow", "OnError", "session_claims"]
 
 logger = logging.getLogger("fastapi_oidc_guard.routes")
 
 _MAX_STORED_RETURN_TO = 300
+OnError = Callable[[OIDCGuardError, str], Awaitable[Response]]
 # Protocol claims of the ID token that are not about the user: not kept in the session.
 _PROTOCOL_CLAIMS = frozenset(
     {"iss", "aud", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash", "azp", "jti", "sid"}
@@ -131,8 +134,10 @@ class LoginFlow:
             response.raw_headers.append((b"set-cookie", header))
         return response
 
-    async def finish(self, request: Request) -> Response:
-        """The callback: every outcome spends the transaction's cookie."""
+    async def finish(self, request: Request, *, on_error: OnError | None = None) -> Response:
+        """The callback: every outcome spends the transaction's cookie. A failure after the
+        transaction was found is answered by ``on_error(err, return_to)`` (the login's
+        ``returnTo``; default: the JSON error)."""
         for name in ("state", "code", "iss", "error"):
             if len(request.query_params.getlist(name)) > 1:
                 raise InvalidRequest(f"callback with {name!r} repeated")
@@ -142,13 +147,15 @@ class LoginFlow:
         transactions = self._transactions
         txn = transactions.open(request.cookies, state)
         if txn is None or not hmac.compare_digest(txn.state.encode(), state.encode()):
-            raise InvalidRequest("no login transaction for this state (expired or replayed)")
+            raise StaleCallback("no login transaction for this state (expired or replayed)")
         try:
             response: Response = await self._exchange(request, txn)
         except OIDCGuardError as err:
             level = logging.ERROR if isinstance(err, SessionTooLarge) else logging.INFO
             logger.log(level, "login callback failed: %s: %s", err.code, err)
-            response = error_response(err)
+            response = (
+                error_response(err) if on_error is None else await on_error(err, txn.return_to)
+            )
         # The transaction is single-use: its cookie goes, whatever the outcome.
         response.raw_headers.append(
             (

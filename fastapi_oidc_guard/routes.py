@@ -20,9 +20,10 @@ from starlette.types import Receive, Scope, Send
 from ._pages import logout_confirmation
 from .authentication import Authenticator
 from .backchannel import BackchannelLogout
+from .browser_errors import BrowserErrors, ErrorPage
 from .config import GuardConfig
 from .csrf import same_origin_navigation, write_allowed
-from .errors import CrossOriginRequest, InvalidRequest, NotAuthenticated
+from .errors import CrossOriginRequest, InvalidRequest, NotAuthenticated, OIDCGuardError
 from .login_flow import LoginFlow
 from .login_params import has_control_chars
 from .tokens import TokenService
@@ -126,8 +127,11 @@ def build_router(
     auth: Authenticator,
     tokens: TokenService,
     backchannel: BackchannelLogout,
+    error_page: ErrorPage | None = None,
 ) -> APIRouter:
-    """The ``/auth/*`` router (its prefix comes from the configuration)."""
+    """The ``/auth/*`` router (its prefix comes from the configuration). Errors of the browser
+    routes (login, callback, logout) are pages for requests that prefer HTML (``error_page``,
+    or the library's), JSON otherwise."""
     cfg = config
     own_origin = cfg.origin or ""
     router = APIRouter(prefix=cfg.routes_prefix, include_in_schema=False)
@@ -138,16 +142,33 @@ def build_router(
         inside = page == mount or page.startswith(mount + "/")
         return mount + page if mount and not inside else page
 
-    @router.get("/login")
-    async def login_route(request: Request) -> Response:
-        return_to = safe_return_to(
+    pages = BrowserErrors(
+        login_path=lambda request: f"{login.mount(request)}{cfg.routes_prefix}/login",
+        page=error_page,
+    )
+
+    def _login_return_to(request: Request) -> str:
+        return safe_return_to(
             request.query_params.get("returnTo"), default=_home(request, cfg.default_return_to)
         )
-        return await login.begin(request, return_to)
+
+    @router.get("/login")
+    async def login_route(request: Request) -> Response:
+        return_to = _login_return_to(request)
+        try:
+            return await login.begin(request, return_to)
+        except OIDCGuardError as err:  # the provider down, a refused parameter
+            return await pages.answer(request, err, return_to=return_to)
 
     @router.get("/callback")
     async def callback(request: Request) -> Response:
-        return await login.finish(request)
+        async def on_error(err: OIDCGuardError, return_to: str) -> Response:
+            return await pages.answer(request, err, return_to=safe_return_to(return_to))
+
+        try:
+            return await login.finish(request, on_error=on_error)
+        except OIDCGuardError as err:  # no transaction: a stale or replayed callback
+            return await pages.answer(request, err, return_to=_home(request, cfg.default_return_to))
 
     @router.get("/logout")
     async def logout_page(request: Request) -> Response:
@@ -155,7 +176,10 @@ def build_router(
         cross-site link, image or redirect) a confirmation page whose button POSTs."""
         return_to = safe_return_to(request.query_params.get("returnTo"), default=_home(request))
         if same_origin_navigation(request.headers, own_origin=own_origin):
-            return await login.logout(request, return_to)
+            try:
+                return await login.logout(request, return_to)
+            except OIDCGuardError as err:
+                return await pages.answer(request, err, return_to=return_to)
         return HTMLResponse(
             logout_confirmation(f"{login.mount(request)}{cfg.routes_prefix}/logout", return_to),
             headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
@@ -171,9 +195,12 @@ def build_router(
         return_to = safe_return_to(
             form.get("returnTo") or request.query_params.get("returnTo"), default=_home(request)
         )
-        if not write_allowed(request.headers, allowed_origins=auth.write_origins):
-            raise CrossOriginRequest("logout POST from another origin")
-        return await login.logout(request, return_to)
+        try:
+            if not write_allowed(request.headers, allowed_origins=auth.write_origins):
+                raise CrossOriginRequest("logout POST from another origin")
+            return await login.logout(request, return_to)
+        except OIDCGuardError as err:
+            return await pages.answer(request, err, return_to=return_to)
 
     @router.get("/access-token")
     async def access_token(request: Request) -> Response:
