@@ -6,7 +6,7 @@ import os
 
 import uvicorn
 
-from .app import create_app
+from .app import create_app, development_banner
 
 
 def main() -> None:
@@ -16,18 +16,7 @@ def main() -> None:
     except RuntimeError as err:  # half-configured: say why, without a traceback
         raise SystemExit(f"example_app: {err}") from None
     if dev is not None:
-        token = dev.mint(sub="dev-user", email="dev@example.invalid", scope="openid")
-        banner = "=" * 78
-        print(
-            f"{banner}\n  DEVELOPMENT ISSUER at http://127.0.0.1:{port}/_dev-issuer: not for "
-            f"production.\n  Set OIDC_ISSUER (and the other OIDC_* variables) to use a real "
-            f"provider.\n{banner}\n"
-            f"  Open http://127.0.0.1:{port}/ and log in as any user name.\n"
-            f"  Or call the API with a bearer token:\n"
-            f"    curl -s -H 'Authorization: Bearer {token}' "
-            f"http://127.0.0.1:{port}/api/protected\n{banner}",
-            flush=True,
-        )
+        print(development_banner(dev, str(port)), flush=True)
     uvicorn.run(app, host="127.0.0.1", port=port)
 
 

@@ -5,12 +5,17 @@ With no ``OIDC_*`` variable at all, it serves the library's *development issuer*
 ``/_dev-issuer`` (a login page where anyone can sign in as anyone) and configures itself against
 it: zero configuration, never for production. Any other ``OIDC_*`` variable, even an empty one,
 without ``OIDC_ISSUER`` means a half-configured deployment: the app refuses to start.
+
+``app`` (this module's attribute) is built on first access, as servers ask for it:
+``uvicorn example_app.app:app`` or ``fastapi dev example_app/app.py``; importing
+:func:`create_app` alone builds nothing.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -182,3 +187,30 @@ def create_app(
         return {"status": answer.status_code, "api": answer.json(), "tokenIsJwt": token.is_jwt}
 
     return app, dev
+
+
+def development_banner(dev: FakeIssuer, port: str) -> str:
+    """What to print when the development issuer serves the logins."""
+    token = dev.mint(sub="dev-user", email="dev@example.invalid", scope="openid")
+    line = "=" * 78
+    return (
+        f"{line}\n  DEVELOPMENT ISSUER at http://127.0.0.1:{port}/_dev-issuer: not for "
+        f"production.\n  Set OIDC_ISSUER (and the other OIDC_* variables) to use a real "
+        f"provider.\n{line}\n"
+        f"  Open http://127.0.0.1:{port}/ and log in as any user name.\n"
+        f"  Or call the API with a bearer token:\n"
+        f"    curl -s -H 'Authorization: Bearer {token}' "
+        f"http://127.0.0.1:{port}/api/protected\n{line}"
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """``app``: built from the environment on first access (what ``uvicorn example_app.app:app``
+    and ``fastapi dev`` ask for), with the development banner on stderr in development mode."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    built, dev = create_app()
+    if dev is not None:
+        print(development_banner(dev, os.environ.get("PORT", "8000")), file=sys.stderr, flush=True)
+    globals()["app"] = built
+    return built

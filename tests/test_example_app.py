@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -247,3 +248,64 @@ def test_main_refuses_half_configuration_with_a_message(monkeypatch: pytest.Monk
     monkeypatch.setenv("OIDC_CLIENT_ID", "my-client")
     with pytest.raises(SystemExit, match="OIDC_CLIENT_ID present but OIDC_ISSUER is not set"):
         main()  # refused before any server starts
+
+
+# -- a module-level app, for `uvicorn example_app.app:app` and `fastapi dev` (issue #15) ---------
+
+
+def test_the_module_level_app_is_built_on_first_access(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fastapi dev example_app/app.py`` imports the module and reads ``app``: development mode
+    is decided then, from the environment, as ``python -m example_app`` decides it."""
+    import importlib
+
+    from fastapi import FastAPI
+
+    for name in [n for n in os.environ if n.upper().startswith("OIDC_")]:
+        monkeypatch.delenv(name)
+    module = importlib.import_module("example_app.app")
+    vars(module).pop("app", None)  # reload keeps the old namespace: start clean
+    module = importlib.reload(module)
+    assert "app" not in vars(module)  # importing builds nothing
+    app = module.app
+    assert isinstance(app, FastAPI) and module.app is app
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        assert client.get("/_dev-issuer/.well-known/openid-configuration").status_code == 200
+        assert client.get("/api/protected").status_code == 401
+    monkeypatch.setenv("OIDC_CLIENT_ID", "half-configured")
+    vars(module).pop("app")
+    module = importlib.reload(module)
+    with pytest.raises(RuntimeError, match="OIDC_ISSUER is not set"):
+        _ = module.app
+    with pytest.raises(AttributeError):
+        _ = module.no_such_thing
+    monkeypatch.delenv("OIDC_CLIENT_ID")
+    importlib.reload(module)
+
+
+def test_uvicorn_serves_the_example_by_its_import_string() -> None:
+    """``uvicorn example_app.app:app`` with no configuration: the development issuer signs in."""
+    from .e2e._server import AppProcess, free_port
+
+    port = free_port()
+    if any(name.upper().startswith("OIDC_") for name in os.environ):
+        pytest.skip("OIDC_* variables in this environment: the example would be configured")
+    server = AppProcess("example_app.app:app", {"PORT": str(port)}, port, ready_path="/")
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert client.get("/").status_code == 200
+            discovery = client.get("/_dev-issuer/.well-known/openid-configuration").json()
+            assert discovery["issuer"] == f"{server.url}/_dev-issuer"
+            assert client.get("/api/protected").status_code == 401
+        assert "DEVELOPMENT ISSUER" in server.output()
+    finally:
+        server.stop()
+
+
+def test_the_fake_issuer_runs_under_uvicorn_as_asgi3() -> None:
+    """``uvicorn.run(issuer.asgi)`` as documented: detected as an ASGI 3 app (a bound method
+    was taken for ASGI 2 and failed on the first request)."""
+    import uvicorn
+
+    config = uvicorn.Config(FakeIssuer("http://127.0.0.1:9000").asgi)
+    config.load()
+    assert config.interface == "asgi3"

@@ -284,12 +284,13 @@ class FakeIssuer:
             return "discovery"
         return local.strip("/") or "root"
 
-    async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """An ASGI app serving this issuer over HTTP (mount it, or run it with uvicorn), for
-        browsers and tools outside the process. Its ``issuer`` URL must match where it is served:
-        every URL is built from it, none from the request's ``Host`` header.
+    @property
+    def asgi(self) -> IssuerApp:
+        """An ASGI app serving this issuer over HTTP (mount it, or ``uvicorn.run(issuer.asgi)``),
+        for browsers and tools outside the process. Its ``issuer`` URL must match where it is
+        served: every URL is built from it, none from the request's ``Host`` header.
         """
-        await serve_asgi(self, scope, receive, send)
+        return IssuerApp(self)
 
     @staticmethod
     def _json(document: Any, *, status: int = 200, headers: dict[str, str] | None = None
@@ -315,3 +316,16 @@ def combined_transport(*issuers: FakeIssuer) -> httpx.AsyncBaseTransport:
         raise httpx.ConnectError(f"no fake issuer at {request.url.host}", request=request)
 
     return httpx.MockTransport(handle)
+
+
+class IssuerApp:
+    """``FakeIssuer.asgi``: an ASGI 3 application object (an ``async def __call__``, so uvicorn
+    and other servers detect the interface; a bound method would be taken for ASGI 2)."""
+
+    __slots__ = ("issuer",)
+
+    def __init__(self, issuer: FakeIssuer) -> None:
+        self.issuer = issuer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await serve_asgi(self.issuer, scope, receive, send)
