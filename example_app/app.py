@@ -214,3 +214,8 @@ def __getattr__(name: str) -> Any:
         print(development_banner(dev, os.environ.get("PORT", "8000")), file=sys.stderr, flush=True)
     globals()["app"] = built
     return built
+
+
+def __dir__() -> list[str]:
+    """``app`` is listed before it is built: ``fastapi dev`` finds an app through ``dir()``."""
+    return sorted({*globals(), "app"})

@@ -266,6 +266,7 @@ def test_the_module_level_app_is_built_on_first_access(monkeypatch: pytest.Monke
     vars(module).pop("app", None)  # reload keeps the old namespace: start clean
     module = importlib.reload(module)
     assert "app" not in vars(module)  # importing builds nothing
+    assert "app" in dir(module)  # fastapi dev looks for an app through dir()
     app = module.app
     assert isinstance(app, FastAPI) and module.app is app
     with TestClient(app, base_url="http://127.0.0.1:8000") as client:
