@@ -41,6 +41,7 @@ from . import pages
 DEV_AUDIENCE = "https://example-api.invalid"
 DEV_ISSUER_PATH = "/_dev-issuer"
 ROUTES_PREFIX = "/auth"  # the library's default, where its callback lives
+SWAGGER_CLIENT_ID = "swagger-ui"  # the development issuer's public client for /docs
 
 
 def configured(environ: Mapping[str, str]) -> bool:
@@ -68,6 +69,7 @@ def development_issuer(base_url: str) -> FakeIssuer:
         client_secret=secrets.token_urlsafe(24), interactive=True,
         redirect_uris=[f"{base_url}{ROUTES_PREFIX}/callback"],
         post_logout_redirect_uris=[f"{base_url}/"],
+        public_clients={SWAGGER_CLIENT_ID: [f"{base_url}/docs/oauth2-redirect"]},
     )  # fmt: skip
 
 
@@ -107,7 +109,7 @@ def create_app(
             issuer=dev.issuer, audience=dev.audience, client_id=dev.client_id,
             client_secret=dev.client_secret, base_url=base, routes_prefix=ROUTES_PREFIX,
             session_secret=secrets.token_urlsafe(48), transport=dev.transport,
-            trusted_origins=(cors_origin,),
+            trusted_origins=(cors_origin,), swagger_client_id=SWAGGER_CLIENT_ID,
         )  # fmt: skip
         api_settings = {"issuer": dev.issuer, "audience": dev.audience, "transport": dev.transport}
 

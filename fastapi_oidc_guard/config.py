@@ -205,6 +205,9 @@ class GuardConfig:
     roles_claim: str = "roles"  # a claim name or a dotted path: realm_access.roles
     permissions_claim: str = "permissions"
     trusted_origins: tuple[str, ...] = ()
+    # Swagger UI's Authorize button: the docs page's own client at the provider (public, PKCE,
+    # redirect URI <base>/docs/oauth2-redirect); default: client_id.
+    swagger_client_id: str | None = None
     # With 3 pending logins (<= 1 KB each) and a browser's other headers, what a default uvicorn
     # (h11: 16 KiB request head) accepts.
     max_cookie_bytes: int = 12_000

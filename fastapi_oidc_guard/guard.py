@@ -318,7 +318,10 @@ class OIDCGuard:
         )
         install_error_handlers(app)
         cfg = self.config
-        install_openapi(app, issuer=cfg.issuer, client_id=cfg.client_id, scope=cfg.scope)
+        install_openapi(
+            app, issuer=cfg.issuer, client_id=cfg.swagger_client_id or cfg.client_id,
+            scope=cfg.scope, audience=cfg.audience,
+        )  # fmt: skip
         if self.sessions is not None and self.login is not None and self.backchannel is not None:
             router = build_router(
                 config=cfg, login=self.login, auth=self.auth, tokens=self.tokens,
@@ -326,9 +329,13 @@ class OIDCGuard:
             )  # fmt: skip
             # Included as FastAPI includes any router (app-level dependencies apply to them),
             # then gathered into one prefix-gated entry.
+            # Whatever include_router appended (one entry per route, or, in newer FastAPI, one
+            # entry for the whole router): never the app's own routes declared before, nor
+            # /docs and /openapi.json.
+            before = len(app.router.routes)
             app.include_router(router)
-            added = app.router.routes[-len(router.routes) :]
-            del app.router.routes[-len(router.routes) :]
+            added = app.router.routes[before:]
+            del app.router.routes[before:]
             app.router.routes.append(PrefixedRoutes(cfg.routes_prefix, added))
             app.add_middleware(
                 SessionMiddleware, manager=self.sessions, render_error=error_response

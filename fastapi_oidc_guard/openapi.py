@@ -23,6 +23,15 @@ __all__ = ["install_openapi"]
 OIDC_SCHEME = "OpenIdConnect"
 BEARER_SCHEME = "BearerAuth"
 _USER_DEPENDENCIES: set[Callable[..., Any]] = {require_user, require_page_user}
+_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "description": {"type": "string"}},
+    "required": ["error", "description"],
+}
+_ERROR_RESPONSES = {
+    "401": "Not authenticated, or the token is invalid (`not_authenticated`, `invalid_token`)",
+    "403": "Authenticated, without the rights this route requires (`insufficient_scope`)",
+}
 
 
 def _requirements(dependant: Dependant) -> tuple[bool, set[str]]:
@@ -47,8 +56,12 @@ def _optional(dependant: Dependant) -> bool:
     return any(d.call is optional_user or _optional(d) for d in dependant.dependencies)
 
 
-def install_openapi(app: FastAPI, *, issuer: str, client_id: str | None, scope: str) -> None:
-    """Add the security schemes and per-operation requirements to ``app.openapi()``."""
+def install_openapi(
+    app: FastAPI, *, issuer: str, client_id: str | None, scope: str, audience: str | None = None
+) -> None:
+    """Add the security schemes, per-operation requirements and the 401/403 answers to
+    ``app.openapi()``, and Swagger UI's OAuth settings (``client_id``: the docs page's public
+    client; ``audience`` sent with its authorization requests)."""
     original = app.openapi
     done: list[bool] = []
 
@@ -81,12 +94,26 @@ def install_openapi(app: FastAPI, *, issuer: str, client_id: str | None, scope: 
                 operation = schema.get("paths", {}).get(route.path_format, {}).get(method.lower())
                 if operation is not None:
                     operation["security"] = security
+                    if protected:
+                        responses = operation.setdefault("responses", {})
+                        for status, text in _ERROR_RESPONSES.items():
+                            responses.setdefault(status, {
+                                "description": text,
+                                "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+                            })  # fmt: skip
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    if client_id and app.swagger_ui_init_oauth is None:
+    if client_id:
+        # Swagger UI is a public client (PKCE, no secret): the audience goes with the
+        # authorization request, or the provider hands out an opaque token that every "Try it
+        # out" would answer 401 invalid_token. Settings the app put there itself win.
+        extra = {"audience": audience, "resource": audience} if audience else {}
+        scopes = " ".join(s for s in scope.split() if s != "offline_access")
         app.swagger_ui_init_oauth = {
             "clientId": client_id,
             "usePkceWithAuthorizationCodeGrant": True,
-            "scopes": scope,
+            "scopes": scopes,
+            "additionalQueryStringParams": extra,
+            **(app.swagger_ui_init_oauth or {}),
         }

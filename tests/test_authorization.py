@@ -272,12 +272,32 @@ def test_openapi_security_schemes_and_scopes(client: TestClient, issuer: FakeIss
 
 
 def test_swagger_ui_uses_pkce_with_the_client(issuer: FakeIssuer, clock: FakeClock) -> None:
-    app = authz_app(web_guard(issuer, clock))
+    """Swagger UI asks for the audience: without it the provider hands out an opaque token and
+    every "Try it out" answers 401 invalid_token."""
+    app = authz_app(web_guard(issuer, clock, swagger_client_id="swagger-ui"))
     assert app.swagger_ui_init_oauth == {
-        "clientId": issuer.client_id,
+        "clientId": "swagger-ui",
         "usePkceWithAuthorizationCodeGrant": True,
-        "scopes": "openid profile email offline_access",
+        "scopes": "openid profile email",
+        "additionalQueryStringParams": {"audience": issuer.audience, "resource": issuer.audience},
     }
+    assert authz_app(web_guard(issuer, clock)).swagger_ui_init_oauth["clientId"] == "test-client"
+    mine = FastAPI()
+    mine.swagger_ui_init_oauth = {"appName": "mine", "scopes": "openid"}
+    web_guard(issuer, clock, swagger_client_id="swagger-ui").install(mine)
+    assert mine.swagger_ui_init_oauth["appName"] == "mine"
+    assert mine.swagger_ui_init_oauth["scopes"] == "openid"  # the app's own settings win
+
+
+def test_protected_operations_declare_401_and_403(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    protected = paths["/scopes/all"]["get"]["responses"]
+    assert {"401", "403"} <= set(protected)
+    assert protected["401"]["content"]["application/json"]["schema"]["required"] == [
+        "error", "description",
+    ]  # fmt: skip
+    assert "401" not in paths["/public"]["get"]["responses"]
+    assert "401" not in paths["/optional"]["get"]["responses"]  # anonymous callers allowed
 
 
 # -- multi-issuer ------------------------------------------------------------------------------

@@ -356,3 +356,28 @@ def test_app_level_dependencies_apply_to_the_auth_routes(issuer: Any, clock: Any
     with TestClient(app, base_url=BASE_URL) as client:
         assert client.get("/auth/login", follow_redirects=False).status_code == 403
         assert client.post("/auth/backchannel-logout").status_code == 403
+
+
+def test_install_keeps_the_routes_declared_before_it_and_the_docs(issuer: Any, clock: Any) -> None:
+    """Found by the Swagger browser test (#15): with FastAPI's newer include_router (one entry
+    for the whole router), install took the last N routes of the app for its own: /docs,
+    /openapi.json and any route declared before install() answered 404."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from .web import BASE_URL, web_guard
+
+    guard = web_guard(issuer, clock)
+    app = FastAPI(lifespan=guard.lifespan)
+
+    @app.get("/declared-before")
+    async def before() -> str:
+        return "still here"
+
+    guard.install(app)
+    with TestClient(app, base_url=BASE_URL) as client:
+        assert client.get("/declared-before").json() == "still here"
+        assert client.get("/docs").status_code == 200
+        assert "/declared-before" in client.get("/openapi.json").json()["paths"]
+        assert client.get("/auth/login", follow_redirects=False).status_code == 302
+        assert client.get("/auth/nope").status_code == 404

@@ -72,6 +72,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "permissions_claim": ("perms", "perms"),
     "trusted_origins": ("https://admin.example.test", ("https://admin.example.test",)),
     "max_cookie_bytes": ("8000", 8000),
+    "swagger_client_id": ("swagger-ui", "swagger-ui"),
 }
 # Settings that need a partner to be valid alone.
 PARTNERS: dict[str, dict[str, str]] = {

@@ -32,6 +32,7 @@ class _Signer(Protocol):
     clock: Callable[[], float]
     redirect_uris: tuple[str, ...] | None
     post_logout_redirect_uris: tuple[str, ...] | None
+    public_clients: dict[str, tuple[str, ...]]
 
     def sign(
         self,
@@ -82,6 +83,7 @@ class Grant:
     auth_time: int = 0
     revoked: bool = False
     refresh_tokens: list[str] = field(default_factory=list)
+    client_id: str | None = None  # who the code was issued to (None: the confidential client)
 
 
 def _half_hash(value: str) -> str:
@@ -131,11 +133,14 @@ class AuthorizationServer:
         section 4.1.2.1), since the redirect target is exactly what cannot be trusted.
         """
         redirect_uri = params.get("redirect_uri", "")
-        if params.get("client_id") != self.issuer.client_id:
+        client_id = params.get("client_id", "")
+        public = self.issuer.public_clients.get(client_id)
+        if client_id != self.issuer.client_id and public is None:
             raise InvalidRequest("unknown client_id")
         if not redirect_uri:
             raise InvalidRequest("missing redirect_uri")
-        if not _registered(redirect_uri, self.issuer.redirect_uris):
+        registered = public if public is not None else self.issuer.redirect_uris
+        if not _registered(redirect_uri, registered):
             raise InvalidRequest("redirect_uri is not registered for this client")
         return redirect_uri
 
@@ -173,10 +178,17 @@ class AuthorizationServer:
             sid=secrets.token_hex(8), nonce=params.get("nonce"),
             code_challenge=params["code_challenge"], redirect_uri=redirect_uri,
             auth_time=int(self.issuer.clock()),
+            client_id=params["client_id"] if params["client_id"] != self.issuer.client_id else None,
         )  # fmt: skip
         return back(code=code)
 
     # -- token --------------------------------------------------------------------------------
+
+    def _public_client(self, form: dict[str, str], authorization: str | None) -> str | None:
+        """The public client (no secret, PKCE) calling the token endpoint, if it is one."""
+        client_id = form.get("client_id", "")
+        public = client_id in self.issuer.public_clients
+        return client_id if public and not authorization and "client_secret" not in form else None
 
     def _client_ok(self, form: dict[str, str], authorization: str | None) -> bool:
         client_id, secret = form.get("client_id"), form.get("client_secret")
@@ -197,9 +209,19 @@ class AuthorizationServer:
         if self.fail_next_token is not None:
             failure, self.fail_next_token = self.fail_next_token, None
             return failure
-        if not self._client_ok(form, authorization):
+        public = self._public_client(form, authorization)
+        if public is not None:  # a public client may only redeem its own codes (PKCE)
+            if grant_type != "authorization_code":
+                return 400, {"error": "unauthorized_client"}
+            code_grant = self.codes.get(form.get("code", ""))
+            if code_grant is None or code_grant.client_id != public:
+                return 400, {"error": "invalid_grant"}
+        elif not self._client_ok(form, authorization):
             return 401, {"error": "invalid_client"}
         if grant_type == "authorization_code":
+            owner = self.codes.get(form.get("code", ""))
+            if public is None and owner is not None and owner.client_id is not None:
+                return 400, {"error": "invalid_grant"}  # a public client's code, by another
             status, body = self._code_grant(form)
         elif grant_type == "refresh_token":
             status, body = self._refresh_grant(form)
@@ -290,7 +312,7 @@ class AuthorizationServer:
                 claims.update({k: grant.user[k] for k in names if k in grant.user})
         claims.update({k: v for k, v in grant.user.items() if k not in _PROFILE + _EMAIL})
         claims.update(
-            iss=self.issuer.issuer, aud=self.issuer.client_id, iat=now,
+            iss=self.issuer.issuer, aud=grant.client_id or self.issuer.client_id, iat=now,
             exp=now + self.id_token_ttl, sid=grant.sid, auth_time=grant.auth_time,
             at_hash=_half_hash(access_token),
         )  # fmt: skip

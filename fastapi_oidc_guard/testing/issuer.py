@@ -18,7 +18,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -58,6 +58,8 @@ class FakeIssuer:
     ``redirect_uris`` and ``post_logout_redirect_uris`` register the client's URIs (exact match).
     ``None``, the default, registers nothing and accepts any URI: for in-process tests only. An
     ``interactive`` issuer (a login page, for browsers) must register both.
+    ``public_clients`` maps more client ids (public clients: no secret, PKCE, the authorization
+    code grant only) to their exact redirect URIs, e.g. Swagger UI's ``/docs/oauth2-redirect``.
     """
 
     def __init__(
@@ -72,11 +74,15 @@ class FakeIssuer:
         redirect_uris: Sequence[str] | None = None,
         post_logout_redirect_uris: Sequence[str] | None = None,
         interactive: bool = False,
+        public_clients: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         if interactive and (redirect_uris is None or post_logout_redirect_uris is None):
             raise ValueError("an interactive issuer must register its client's redirect URIs")
         self.redirect_uris = registration(redirect_uris)
         self.post_logout_redirect_uris = registration(post_logout_redirect_uris)
+        #: Public clients (no secret; PKCE; the authorization code grant only), each with its
+        #: exact redirect URIs: e.g. Swagger UI's ``/docs/oauth2-redirect``.
+        self.public_clients = {cid: tuple(uris) for cid, uris in (public_clients or {}).items()}
         self.issuer = issuer
         self.audience = audience
         self.client_id = client_id
