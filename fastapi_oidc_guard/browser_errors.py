@@ -11,7 +11,6 @@ and the app can render its own: ``OIDCGuard(error_page=...)`` receives the reque
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -21,7 +20,7 @@ from fastapi.responses import Response
 
 from ._pages import error_page
 from .errors import OIDCGuardError
-from .http_errors import describe, error_response
+from .http_errors import describe, error_response, log_refusal
 
 __all__ = ["BrowserError", "BrowserErrors", "ErrorPage", "prefers_html"]
 
@@ -39,8 +38,6 @@ class BrowserError:
     home: str
     exception: OIDCGuardError
 
-
-logger = logging.getLogger("fastapi_oidc_guard.routes")
 
 ErrorPage = Callable[[Request, BrowserError], Response | Awaitable[Response]]
 
@@ -77,9 +74,7 @@ class BrowserErrors:
         self._page = page
 
     async def answer(self, request: Request, err: OIDCGuardError, *, return_to: str) -> Response:
-        level = logging.WARNING if err.code == "temporarily_unavailable" else logging.INFO
-        logger.log(level, "%s %s -> %s (%s): %s", request.method, request.url.path, err.code,
-                   type(err).__name__, err)  # fmt: skip
+        log_refusal(request, err)
         if not prefers_html(request.headers):
             return error_response(err)
         status, description = describe(err)

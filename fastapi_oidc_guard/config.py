@@ -23,6 +23,7 @@ from .env_settings import (
     log_unknown,
     read_dotenv,
     settings_from_env,
+    split_list,
     unknown_variables,
 )
 from .errors import ConfigurationError
@@ -121,10 +122,6 @@ def _origin(url: str) -> str:
     except ValueError:
         return ""
     return f"{parts.scheme}://{host}{port}"
-
-
-def _split(value: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def as_audiences(audience: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -230,12 +227,12 @@ class GuardConfig:
                     "https://example.com/myapp"
                 )
         if isinstance(self.session_secret, str):  # one secret or a comma-separated list
-            object.__setattr__(self, "session_secret", _split(self.session_secret))
+            object.__setattr__(self, "session_secret", split_list(self.session_secret))
         if isinstance(self.algorithms, str):
-            object.__setattr__(self, "algorithms", _split(self.algorithms))
+            object.__setattr__(self, "algorithms", split_list(self.algorithms))
         for name in ("trusted_origins", "login_params", "login_scopes", "login_audiences"):
             if isinstance(getattr(self, name), str):
-                object.__setattr__(self, name, _split(getattr(self, name)))
+                object.__setattr__(self, name, split_list(getattr(self, name)))
         for secret in self.session_secret:
             if len(secret.encode()) < 32:
                 raise ConfigurationError(

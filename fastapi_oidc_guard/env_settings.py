@@ -26,7 +26,10 @@ from typing import Any
 
 from .errors import ConfigurationError
 
-__all__ = ["DEFAULT_PREFIX", "read_dotenv", "settings_from_env", "unknown_variables"]
+__all__ = [
+    "DEFAULT_PREFIX", "log_unknown", "read_dotenv", "settings_from_env", "split_list",
+    "unknown_variables",
+]  # fmt: skip
 
 logger = logging.getLogger("fastapi_oidc_guard.config")
 
@@ -41,16 +44,17 @@ def variable(prefix: str, name: str) -> str:
     return f"{prefix}{name.upper()}"
 
 
-def _split(value: str) -> tuple[str, ...]:
+def split_list(value: str) -> tuple[str, ...]:
+    """A comma-separated setting as a tuple, blanks dropped (``"a, b,"`` -> ``("a", "b")``)."""
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def _convert(field: Field[Any], var: str, raw: str) -> Any:
     kind = str(field.type).replace(" ", "")
     if field.name == _LIST_AUDIENCE:
-        return _split(raw) or raw
+        return split_list(raw) or raw
     if kind.startswith("tuple[str"):
-        return _split(raw)
+        return split_list(raw)
     if kind in ("bool", "bool|None"):
         flag = raw.strip().lower()
         if flag not in _TRUE + _FALSE:

@@ -43,7 +43,7 @@ from .errors import (
     WrongTokenType,
 )
 
-__all__ = ["describe", "error_response", "install_error_handlers"]
+__all__ = ["describe", "error_response", "install_error_handlers", "log_refusal"]
 
 logger = logging.getLogger("fastapi_oidc_guard")
 
@@ -103,10 +103,6 @@ _DESCRIPTIONS: dict[type[OIDCGuardError], tuple[int, str]] = {
 
 def describe(err: OIDCGuardError) -> tuple[int, str]:
     """The status and the fixed description of ``err`` (what its JSON answer says)."""
-    return _lookup(err)
-
-
-def _lookup(err: OIDCGuardError) -> tuple[int, str]:
     for cls in type(err).__mro__:
         if cls in _DESCRIPTIONS:
             return _DESCRIPTIONS[cls]
@@ -121,7 +117,7 @@ def error_response(err: OIDCGuardError) -> Response:
     if isinstance(err, LoginRedirect):
         no_store = {"Cache-Control": "no-store"}
         return RedirectResponse(err.location, status_code=302, headers=no_store)
-    status, description = _lookup(err)
+    status, description = describe(err)
     headers = {"Cache-Control": "no-store"}
     if isinstance(err, NotAuthenticated):
         headers["WWW-Authenticate"] = "Bearer"
@@ -148,6 +144,19 @@ def error_response(err: OIDCGuardError) -> Response:
     )
 
 
+def log_refusal(request: HTTPConnection, exc: OIDCGuardError) -> None:
+    """The one log line of an answered error: method, path, code, class and the detailed
+    reason (WARNING when the provider is unavailable, ERROR for an oversized session)."""
+    level = logging.INFO
+    if isinstance(exc, TemporarilyUnavailable):
+        level = logging.WARNING
+    elif isinstance(exc, SessionTooLarge):
+        level = logging.ERROR
+    method = request.scope.get("method")
+    logger.log(level, "%s %s -> %s (%s): %s", method, request.url.path, exc.code,
+               type(exc).__name__, exc)  # fmt: skip
+
+
 async def _handle(request: HTTPConnection, exc: Exception) -> Response | None:
     assert isinstance(exc, OIDCGuardError)
     if isinstance(request, WebSocket):
@@ -157,14 +166,7 @@ async def _handle(request: HTTPConnection, exc: Exception) -> Response | None:
                     type(exc).__name__, exc)  # fmt: skip
         await request.close(code=1008, reason=exc.code)
         return None
-    level = logging.INFO
-    if isinstance(exc, TemporarilyUnavailable):
-        level = logging.WARNING
-    elif isinstance(exc, SessionTooLarge):
-        level = logging.ERROR
-    method = request.scope.get("method")
-    logger.log(level, "%s %s -> %s (%s): %s", method, request.url.path, exc.code,
-               type(exc).__name__, exc)  # fmt: skip
+    log_refusal(request, exc)
     return error_response(exc)
 
 
