@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-PAGES = sorted(DOCS.glob("*.md"))
+PAGES = sorted(DOCS.glob("*.md")) + sorted(DOCS.glob("migrating/*.md"))
+IDS = [str(p.relative_to(DOCS).with_suffix("")) for p in PAGES]
 
 
 def snippets(page: Path) -> list[str]:
@@ -26,7 +27,7 @@ def test_there_are_docs_with_snippets() -> None:
 CONTINUES = "# continues the example above"
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=IDS)
 def test_each_snippet_runs_alone_unless_it_says_it_continues(page: Path) -> None:
     """A snippet copied as written works (the machine-to-machine one once raised
     ``NameError: app``); one that builds on the previous says so in its first line."""
@@ -35,9 +36,9 @@ def test_each_snippet_runs_alone_unless_it_says_it_continues(page: Path) -> None
             exec(compile(code, str(page), "exec"), {"__name__": f"alone_{page.stem}"})  # noqa: S102
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=IDS)
 def test_snippets_run(page: Path) -> None:
-    namespace: dict[str, Any] = {"__name__": f"docs_{page.stem}"}
+    namespace: dict[str, Any] = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
     for code in snippets(page):
         exec(compile(code, str(page), "exec"), namespace)  # noqa: S102
     app = namespace.get("app")
@@ -51,3 +52,20 @@ def test_snippets_run(page: Path) -> None:
             if path.startswith("/api/") and "{" not in path:
                 response = client.request(sorted(methods)[0], path, follow_redirects=False)
                 assert response.status_code in (200, 401), (path, response.text)
+
+
+ROOT = DOCS.parent
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)\s]*)?\)")
+
+
+def test_relative_links_resolve() -> None:
+    """Every relative link of the README and docs/ names a file that exists (the migration
+    pages link into the provider guides and back)."""
+    broken = []
+    for page in [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]:
+        for target in LINK.findall(page.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert broken == []
