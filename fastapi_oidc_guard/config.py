@@ -205,6 +205,10 @@ class GuardConfig:
     # Swagger UI's Authorize button: the docs page's own client at the provider (public, PKCE,
     # redirect URI <base>/docs/oauth2-redirect); default: client_id.
     swagger_client_id: str | None = None
+    # RFC 9728: this API's resource identifier (an https URL); default: the first audience that
+    # is one. Set it when the audience is not a URL (an Entra GUID). "off" (or "") turns the
+    # metadata off.
+    resource: str | None = None
     # With 3 pending logins (<= 1 KB each) and a browser's other headers, what a default uvicorn
     # (h11: 16 KiB request head) accepts.
     max_cookie_bytes: int = 12_000
@@ -277,7 +281,35 @@ class GuardConfig:
                 "one process: use OIDC_SESSION_BACKEND=redis (or cookie, which then shares its "
                 "revocations in Redis), or unset OIDC_REDIS_URL"
             )
+        self._check_resource()
         self._check_login()
+
+    def _check_resource(self) -> None:
+        if self.resource and self.resource != "off":
+            try:
+                require_safe_url(self.resource, what="OIDC_RESOURCE")
+                parts = urlsplit(self.resource)
+            except ValueError as err:
+                raise ConfigurationError(f"OIDC_RESOURCE {self.resource!r}: {err}") from err
+            if parts.query or parts.fragment or "\\" in self.resource or '"' in self.resource:
+                raise ConfigurationError(
+                    f"OIDC_RESOURCE {self.resource!r}: an https URL without query or fragment"
+                )
+
+    @property
+    def resource_identifier(self) -> str | None:
+        """The RFC 9728 resource identifier: ``resource``, else the first audience that is an
+        https URL (http on a loopback host) without query or fragment; ``None``: no metadata."""
+        if self.resource is not None:
+            return None if self.resource in ("", "off") else self.resource
+        for audience in self.audiences:
+            try:
+                parts = urlsplit(audience)
+                if not (parts.query or parts.fragment or '"' in audience or "\\" in audience):
+                    return require_safe_url(audience, what="audience")
+            except (ConfigurationError, ValueError):
+                continue
+        return None
 
     def _set_audiences(self) -> None:
         given: Any = self.audience

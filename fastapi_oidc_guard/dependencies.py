@@ -48,6 +48,7 @@ class Installed:
     auth: Authenticator
     tokens: TokenService
     machine: MachineTokens
+    resource_metadata: str | None = None  # the RFC 9728 document's URL, named in challenges
 
 
 class GuardAPI(Protocol):

@@ -31,6 +31,7 @@ from .machine_tokens import MachineTokens
 from .models import AccessToken, OfflineGrant, SessionData, User
 from .openapi import install_openapi
 from .provider import Provider
+from .resource_metadata import install_resource_metadata, metadata_url
 from .routes import PrefixedRoutes, build_router
 from .sessions.base import SessionBackend
 from .sessions.cookie import CookieSessionBackend
@@ -271,9 +272,12 @@ class OIDCGuard:
             login = f"on at {cfg.base_url or ''}{cfg.routes_prefix}, client {cfg.client_id}"
         sessions = "none" if self.sessions is None else cfg.session_backend
         audiences = ", ".join(cfg.audiences) or "none (bearer tokens refused)"
+        resource = cfg.resource_identifier
+        metadata = metadata_url(resource) if resource else "off (OIDC_RESOURCE)"
         return (
             f"fastapi_oidc_guard: issuer {issuers}; audiences {audiences}; login {login}; "
-            f"sessions {sessions}; algorithms {', '.join(cfg.algorithms)}"
+            f"sessions {sessions}; algorithms {', '.join(cfg.algorithms)}; "
+            f"resource metadata {metadata}"
         )
 
     async def aclose(self) -> None:
@@ -313,11 +317,17 @@ class OIDCGuard:
         when login is configured, the ``/auth`` routes and the session middleware."""
         app.state.oidc_guard = self
         self._installed = True
-        app.state.oidc_installed = Installed(
-            config=self.config, auth=self.auth, tokens=self.tokens, machine=self.machine
-        )
-        install_error_handlers(app)
         cfg = self.config
+        resource = cfg.resource_identifier
+        app.state.oidc_installed = Installed(
+            config=cfg, auth=self.auth, tokens=self.tokens, machine=self.machine,
+            resource_metadata=metadata_url(resource) if resource else None,
+        )  # fmt: skip
+        install_error_handlers(app)
+        if resource:
+            install_resource_metadata(
+                app, resource=resource, authorization_servers=self.issuers.stacks
+            )
         install_openapi(
             app, issuer=cfg.issuer, client_id=cfg.swagger_client_id or cfg.client_id,
             scope=cfg.scope, audience=cfg.audience,

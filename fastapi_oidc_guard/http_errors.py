@@ -109,9 +109,23 @@ def describe(err: OIDCGuardError) -> tuple[int, str]:
     return 500, "Internal authentication error"
 
 
-def error_response(err: OIDCGuardError) -> Response:
+def _challenge(params: list[tuple[str, str]], resource_metadata: str | None) -> str:
+    """A ``Bearer`` challenge (RFC 6750 section 3) with ``params`` and, when the API has
+    protected-resource metadata, ``resource_metadata`` (RFC 9728 section 5.1). Every value is
+    a fixed string of this library or a configured URL, never from the request."""
+    if resource_metadata:
+        params = [*params, ("resource_metadata", resource_metadata)]
+    quoted = ", ".join(
+        f"{name}={value}" if name == "max_age" else f'{name}="{value}"' for name, value in params
+    )
+    return f"Bearer {quoted}" if quoted else "Bearer"
+
+
+def error_response(err: OIDCGuardError, *, resource_metadata: str | None = None) -> Response:
     """The JSON response for ``err``: ``{"error": code, "description": fixed text}``.
 
+    401 and 403 answers carry a ``WWW-Authenticate: Bearer`` challenge, naming
+    ``resource_metadata`` (the URL of the API's RFC 9728 document) when given.
     :class:`LoginRedirect` (pages) becomes a 302 to the login route instead.
     """
     if isinstance(err, LoginRedirect):
@@ -119,26 +133,25 @@ def error_response(err: OIDCGuardError) -> Response:
         return RedirectResponse(err.location, status_code=302, headers=no_store)
     status, description = describe(err)
     headers = {"Cache-Control": "no-store"}
+    params: list[tuple[str, str]] | None = None
     if isinstance(err, NotAuthenticated):
-        headers["WWW-Authenticate"] = "Bearer"
+        params = []
     elif isinstance(err, InvalidToken):
-        headers["WWW-Authenticate"] = (
-            f'Bearer error="invalid_token", error_description="{description}"'
-        )
+        params = [("error", "invalid_token"), ("error_description", description)]
     elif isinstance(err, InsufficientScope):
-        scope = " ".join(err.required)
-        headers["WWW-Authenticate"] = f'Bearer error="insufficient_scope", scope="{scope}"'
+        params = [("error", "insufficient_scope"), ("scope", " ".join(err.required))]
+    elif isinstance(err, WrongPrincipal):
+        params = [("error", "insufficient_scope"), ("error_description", description)]
     elif isinstance(err, InsufficientUserAuthentication):
-        challenge = (
-            f'Bearer error="insufficient_user_authentication", error_description="{description}"'
-        )
+        params = [("error", "insufficient_user_authentication"), ("error_description", description)]
         if err.max_age is not None:
-            challenge += f", max_age={err.max_age}"
+            params.append(("max_age", str(err.max_age)))
         if err.acr_values:
-            challenge += f', acr_values="{err.acr_values}"'
-        headers["WWW-Authenticate"] = challenge
+            params.append(("acr_values", err.acr_values))
     elif isinstance(err, TemporarilyUnavailable):
         headers["Retry-After"] = str(err.retry_after)
+    if params is not None:
+        headers["WWW-Authenticate"] = _challenge(params, resource_metadata)
     return JSONResponse(
         {"error": err.code, "description": description}, status_code=status, headers=headers
     )
@@ -167,7 +180,8 @@ async def _handle(request: HTTPConnection, exc: Exception) -> Response | None:
         await request.close(code=1008, reason=exc.code)
         return None
     log_refusal(request, exc)
-    return error_response(exc)
+    parts = getattr(request.app.state, "oidc_installed", None)
+    return error_response(exc, resource_metadata=getattr(parts, "resource_metadata", None))
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from .dependencies import optional_user, require_page_user, require_user
 from .discovery import discovery_url
 
-__all__ = ["install_openapi"]
+__all__ = ["declared_scopes", "install_openapi"]
 
 OIDC_SCHEME = "OpenIdConnect"
 BEARER_SCHEME = "BearerAuth"
@@ -50,6 +50,16 @@ def _requirements(dependant: Dependant) -> tuple[bool, set[str]]:
         protected = protected or sub_protected
         scopes |= sub_scopes
     return protected, scopes
+
+
+def declared_scopes(app: FastAPI) -> list[str]:
+    """The OAuth scopes the app's routes require (``require_scopes``, ``Security(...)``),
+    sorted: the metadata's ``scopes_supported``."""
+    found: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            found |= _requirements(route.dependant)[1]
+    return sorted(found)
 
 
 def _optional(dependant: Dependant) -> bool:

@@ -125,7 +125,8 @@ def test_403_body_and_header_exactly(client: TestClient, issuer: FakeIssuer) -> 
         "description": "The token does not grant the permissions this route requires",
     }
     assert response.headers["WWW-Authenticate"] == (
-        'Bearer error="insufficient_scope", scope="read write"'
+        'Bearer error="insufficient_scope", scope="read write", '
+        'resource_metadata="https://api.example.test/.well-known/oauth-protected-resource"'
     )
 
 

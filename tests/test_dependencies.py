@@ -21,6 +21,9 @@ NOT_AUTHENTICATED = {
     "description": "The user does not have an active session or is not authenticated",
 }
 
+# RFC 9728: the fake issuer's audience is a URL, so challenges name its metadata
+METADATA = "https://api.example.test/.well-known/oauth-protected-resource"
+
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
@@ -40,7 +43,7 @@ def test_no_credentials_is_401_not_authenticated(client: TestClient) -> None:
     response = client.get("/api/protected")
     assert response.status_code == 401
     assert response.json() == NOT_AUTHENTICATED
-    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.headers["WWW-Authenticate"] == f'Bearer resource_metadata="{METADATA}"'
     assert response.headers["Cache-Control"] == "no-store"
 
 
@@ -53,7 +56,8 @@ def test_invalid_token_is_401_invalid_token_without_echo(
     description = "The access token was issued for another audience than this API"
     assert response.json() == {"error": "invalid_token", "description": description}
     assert response.headers["WWW-Authenticate"] == (
-        f'Bearer error="invalid_token", error_description="{description}"'
+        f'Bearer error="invalid_token", error_description="{description}", '
+        f'resource_metadata="{METADATA}"'
     )
     assert "mallory" not in response.text
     assert "elsewhere" not in response.text
@@ -139,7 +143,8 @@ def test_missing_scope_is_403(guard: OIDCGuard, issuer: FakeIssuer) -> None:
         assert response.status_code == 403
         assert response.json()["error"] == "insufficient_scope"
         assert response.headers["WWW-Authenticate"] == (
-            'Bearer error="insufficient_scope", scope="admin read:data"'
+            'Bearer error="insufficient_scope", scope="admin read:data", '
+            f'resource_metadata="{METADATA}"'
         )
         ok = client.get("/api/admin", headers=bearer(issuer.mint(scope="admin read:data")))
         assert ok.status_code == 200

@@ -55,17 +55,30 @@ def test_snippets_run(page: Path) -> None:
 
 
 ROOT = DOCS.parent
-LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)\s]*)?\)")
+LINK = re.compile(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)")
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    found = set()
+    for heading in re.findall(r"^#+ (.+)$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        found.add(slug)
+    return found
 
 
 def test_relative_links_resolve() -> None:
-    """Every relative link of the README and docs/ names a file that exists (the migration
-    pages link into the provider guides and back)."""
+    """Every relative link of the README and docs/ names a file that exists, and a heading of
+    it when it has an anchor (the migration pages link into the provider guides and back)."""
     broken = []
     for page in [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]:
-        for target in LINK.findall(page.read_text()):
+        for target, anchor in LINK.findall(page.read_text()):
             if "://" in target or target.startswith("mailto:"):
                 continue
-            if not (page.parent / target).exists():
+            path = (page.parent / target) if target else page
+            if not path.exists():
                 broken.append(f"{page.relative_to(ROOT)} -> {target}")
+            elif anchor and path.suffix == ".md" and anchor not in anchors(path):
+                broken.append(f"{page.relative_to(ROOT)} -> {target}#{anchor}")
     assert broken == []

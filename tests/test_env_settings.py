@@ -73,6 +73,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "trusted_origins": ("https://admin.example.test", ("https://admin.example.test",)),
     "max_cookie_bytes": ("8000", 8000),
     "swagger_client_id": ("swagger-ui", "swagger-ui"),
+    "resource": ("https://api.example.com/v1", "https://api.example.com/v1"),
 }
 # Settings that need a partner to be valid alone.
 PARTNERS: dict[str, dict[str, str]] = {

@@ -125,7 +125,10 @@ def test_each_rejection_says_what_failed_and_echoes_nothing(
     assert response.status_code == 401
     assert response.json() == {"error": "invalid_token", "description": description}
     challenge = response.headers["WWW-Authenticate"]
-    assert challenge == f'Bearer error="invalid_token", error_description="{description}"'
+    assert challenge == (
+        f'Bearer error="invalid_token", error_description="{description}", '
+        'resource_metadata="https://api.example.test/.well-known/oauth-protected-resource"'
+    )
     assert MARKER not in response.text and MARKER not in challenge
     logged = [r.getMessage() for r in caplog.records if r.name.startswith("fastapi_oidc_guard")]
     assert any(f"invalid_token ({cls})" in line for line in logged), logged
