@@ -15,6 +15,7 @@ async def protected(user: User = Depends(require_user)):
 from .authorization import (
     AuthState,
     auth_state,
+    require_dpop,
     require_permissions,
     require_principal,
     require_roles,
@@ -43,6 +44,7 @@ from .errors import (
     InsufficientScope,
     InsufficientUserAuthentication,
     InvalidAudience,
+    InvalidDPoPProof,
     InvalidIssuer,
     InvalidRequest,
     InvalidSignature,
@@ -61,6 +63,7 @@ from .errors import (
     SessionTooLarge,
     StaleCallback,
     TemporarilyUnavailable,
+    TokenBindingMismatch,
     TokenNotYetValid,
     TokenRequestFailed,
     UnsupportedAlgorithm,
@@ -68,6 +71,7 @@ from .errors import (
     WrongPrincipal,
     WrongTokenType,
 )
+from .extra_verifiers import CredentialVerifier
 from .guard import OIDCGuard
 from .issuers import TrustedIssuer
 from .jwks import KeySet, RemoteKeySet, StaticKeySet
@@ -84,6 +88,7 @@ __all__ = [
     "ClaimError",
     "ConfigurationError",
     "CookieSessionBackend",
+    "CredentialVerifier",
     "CrossOriginRequest",
     "DiscoveryError",
     "ExpiredToken",
@@ -91,6 +96,7 @@ __all__ = [
     "InsufficientScope",
     "InsufficientUserAuthentication",
     "InvalidAudience",
+    "InvalidDPoPProof",
     "InvalidIssuer",
     "InvalidRequest",
     "InvalidSignature",
@@ -118,6 +124,7 @@ __all__ = [
     "StaleCallback",
     "StaticKeySet",
     "TemporarilyUnavailable",
+    "TokenBindingMismatch",
     "TokenNotYetValid",
     "TokenRequestFailed",
     "TokenSet",
@@ -133,6 +140,7 @@ __all__ = [
     "client_credentials_token",
     "get_guard",
     "optional_user",
+    "require_dpop",
     "require_page_user",
     "require_permissions",
     "require_principal",

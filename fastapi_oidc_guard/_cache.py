@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Generic, TypeVar
 
-__all__ = ["BoundedCache", "CacheEntry", "VerifiedTokenCache", "token_digest"]
+__all__ = ["BoundedCache", "CacheEntry", "SeenIds", "VerifiedTokenCache", "token_digest"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -139,3 +139,18 @@ class VerifiedTokenCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class SeenIds:
+    """Ids seen before their expiry (replay detection for logout-token ``jti``), bounded."""
+
+    def __init__(self, *, clock: Callable[[], float], size: int = 100_000) -> None:
+        self._clock = clock
+        self._seen: BoundedCache[str, bool] = BoundedCache(size, clock=clock)
+
+    def first_use(self, value: str, *, until: float) -> bool:
+        """True the first time ``value`` is seen (it is then remembered until ``until``)."""
+        if self._seen.get(value) is not None:
+            return False
+        self._seen.put(value, True, expires_at=max(until, self._clock() + 60))
+        return True

@@ -39,6 +39,7 @@ from .errors import (
     LoginRedirect,
     NotAuthenticated,
     OIDCGuardError,
+    TokenBindingMismatch,
     WrongPrincipal,
 )
 from .models import User
@@ -48,6 +49,7 @@ from .step_up import check_step_up
 __all__ = [
     "AuthState",
     "auth_state",
+    "require_dpop",
     "require_permissions",
     "require_principal",
     "require_roles",
@@ -117,6 +119,18 @@ def require_permissions(*permissions: str, any_of: bool = False) -> UserDependen
 def require_roles(*roles: str, any_of: bool = False) -> UserDependency:
     """Like :func:`require_scopes`, for the roles claim (``roles_claim`` setting)."""
     return _require("roles", _names(roles), any_of)
+
+
+async def require_dpop(user: User = Depends(require_user)) -> User:
+    """A dependency accepting only callers whose access token is bound to a DPoP proof of this
+    request (``Authorization: DPoP``, RFC 9449): a Bearer token, an extra verifier's credential
+    or a browser session is 401 with a ``DPoP`` challenge. For the whole API, set
+    ``OIDC_DPOP=required`` instead."""
+    if user.authenticated_by != "dpop":
+        raise TokenBindingMismatch(
+            f"this route requires a DPoP-bound token (authenticated by {user.authenticated_by})"
+        )
+    return user
 
 
 def require_principal(kind: Principal) -> UserDependency:

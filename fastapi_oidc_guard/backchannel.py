@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ._cache import BoundedCache
+from ._cache import SeenIds
 from .errors import InvalidRequest, InvalidToken
 from .sessions.manager import SessionManager
 from .verify import LEGACY_LOGOUT_WINDOW, TokenVerifier
@@ -25,21 +25,6 @@ from .verify import LEGACY_LOGOUT_WINDOW, TokenVerifier
 __all__ = ["BackchannelLogout", "SeenIds"]
 
 logger = logging.getLogger("fastapi_oidc_guard.backchannel")
-
-
-class SeenIds:
-    """Ids seen before their expiry (replay detection for logout-token ``jti``), bounded."""
-
-    def __init__(self, *, clock: Callable[[], float], size: int = 100_000) -> None:
-        self._clock = clock
-        self._seen: BoundedCache[str, bool] = BoundedCache(size, clock=clock)
-
-    def first_use(self, value: str, *, until: float) -> bool:
-        """True the first time ``value`` is seen (it is then remembered until ``until``)."""
-        if self._seen.get(value) is not None:
-            return False
-        self._seen.put(value, True, expires_at=max(until, self._clock() + 60))
-        return True
 
 
 class BackchannelLogout:

@@ -45,6 +45,9 @@ SUPPORTED_ALGORITHMS = frozenset(
 DEFAULT_ALGORITHMS = ("RS256", "ES256", "PS256", "EdDSA")
 DEFAULT_SCOPE = "openid profile email offline_access"
 SessionBackendName = Literal["cookie", "memory", "redis"]
+DPoPMode = Literal["off", "allowed", "required"]
+TokenValidation = Literal["local", "introspect_opaque", "introspect_all"]
+DEFAULT_DPOP_ALGORITHMS = ("ES256", "PS256", "RS256", "EdDSA")
 SameSite = Literal["lax", "strict", "none"]
 _SECRETS = frozenset({"client_secret", "session_secret", "client_private_key"})
 _PREFIX = re.compile(r"[A-Z][A-Z0-9_]*_")
@@ -78,7 +81,8 @@ _RESERVED_LOGIN_PARAMS = frozenset({
 _DURATIONS = (
     "leeway", "http_timeout", "jwks_max_age", "jwks_min_max_age", "jwks_max_max_age",
     "jwks_cooldown", "jwks_stale_limit", "discovery_max_age", "session_inactivity",
-    "session_absolute", "session_touch_interval", "resolver_budget_interval",
+    "session_absolute", "session_touch_interval", "resolver_budget_interval", "dpop_max_age",
+    "introspection_cache_ttl", "introspection_inactive_ttl",
 )  # fmt: skip
 
 
@@ -209,6 +213,17 @@ class GuardConfig:
     # is one. Set it when the audience is not a URL (an Entra GUID). "off" (or "") turns the
     # metadata off.
     resource: str | None = None
+    # DPoP (RFC 9449): "allowed" accepts Authorization: DPoP with a proof beside Bearer;
+    # "required" refuses Bearer; "off" refuses the DPoP scheme. A DPoP-bound token (cnf.jkt)
+    # is never accepted as Bearer.
+    dpop: DPoPMode = "allowed"
+    dpop_algorithms: tuple[str, ...] = DEFAULT_DPOP_ALGORITHMS
+    dpop_max_age: float = 300.0  # how old a proof's iat may be (plus leeway)
+    # RFC 7662: "local" verifies JWTs only; "introspect_opaque" asks the provider's
+    # introspection endpoint about tokens that are not JWTs; "introspect_all" about every token.
+    token_validation: TokenValidation = "local"
+    introspection_cache_ttl: float = 60.0  # active answers: until exp, at most this long
+    introspection_inactive_ttl: float = 5.0  # inactive answers
     # With 3 pending logins (<= 1 KB each) and a browser's other headers, what a default uvicorn
     # (h11: 16 KiB request head) accepts.
     max_cookie_bytes: int = 12_000
@@ -234,7 +249,9 @@ class GuardConfig:
             object.__setattr__(self, "session_secret", split_list(self.session_secret))
         if isinstance(self.algorithms, str):
             object.__setattr__(self, "algorithms", split_list(self.algorithms))
-        for name in ("trusted_origins", "login_params", "login_scopes", "login_audiences"):
+        for name in (
+            "trusted_origins", "login_params", "login_scopes", "login_audiences", "dpop_algorithms",
+        ):  # fmt: skip
             if isinstance(getattr(self, name), str):
                 object.__setattr__(self, name, split_list(getattr(self, name)))
         for secret in self.session_secret:
@@ -282,7 +299,37 @@ class GuardConfig:
                 "revocations in Redis), or unset OIDC_REDIS_URL"
             )
         self._check_resource()
+        self._check_dpop_and_introspection()
         self._check_login()
+
+    def _check_dpop_and_introspection(self) -> None:
+        if self.dpop not in ("off", "allowed", "required"):
+            raise ConfigurationError(f"OIDC_DPOP must be off, allowed or required: {self.dpop!r}")
+        unknown = [alg for alg in self.dpop_algorithms if alg not in SUPPORTED_ALGORITHMS]
+        if unknown or (self.dpop != "off" and not self.dpop_algorithms):
+            raise ConfigurationError(
+                f"OIDC_DPOP_ALGORITHMS: asymmetric algorithms among {sorted(SUPPORTED_ALGORITHMS)}"
+                f" (HMAC and 'none' are never accepted); got {list(self.dpop_algorithms)}"
+            )
+        if not 1 <= self.dpop_max_age <= 3600:
+            raise ConfigurationError("dpop_max_age must be between 1 and 3600 seconds")
+        if self.token_validation not in ("local", "introspect_opaque", "introspect_all"):
+            raise ConfigurationError(
+                "OIDC_TOKEN_VALIDATION must be local, introspect_opaque or introspect_all: "
+                f"{self.token_validation!r}"
+            )
+        if self.token_validation != "local" and not self.client_id:
+            raise ConfigurationError(
+                "introspection authenticates the app at the provider: set OIDC_CLIENT_ID (and "
+                "its secret or private key)"
+            )
+        if not 0 < self.introspection_cache_ttl <= 3600 or not (
+            0 <= self.introspection_inactive_ttl <= 60
+        ):
+            raise ConfigurationError(
+                "introspection_cache_ttl must be in (0, 3600] and introspection_inactive_ttl in "
+                "[0, 60] seconds"
+            )
 
     def _check_resource(self) -> None:
         if self.resource and self.resource != "off":

@@ -23,7 +23,9 @@ Exception tree::
     │   │   ├── TokenNotYetValid           ``nbf`` or ``iat`` in the future
     │   │   ├── InvalidIssuer
     │   │   └── InvalidAudience
-    │   └── InvalidUserClaims              claims do not validate against the user model
+    │   ├── InvalidUserClaims              claims do not validate against the user model
+    │   ├── TokenBindingMismatch           DPoP: a bound token as Bearer, or another key's proof
+    │   └── InvalidDPoPProof               invalid_dpop_proof    401 (RFC 9449)
     ├── InsufficientScope                  insufficient_scope    403
     ├── CrossOriginRequest                 cross_origin_request  403 (cookie-authenticated write
     │                                                                from another origin)
@@ -52,6 +54,7 @@ __all__ = [
     "InsufficientScope",
     "InsufficientUserAuthentication",
     "InvalidAudience",
+    "InvalidDPoPProof",
     "InvalidIssuer",
     "InvalidRequest",
     "InvalidSignature",
@@ -70,6 +73,7 @@ __all__ = [
     "SessionTooLarge",
     "StaleCallback",
     "TemporarilyUnavailable",
+    "TokenBindingMismatch",
     "TokenNotYetValid",
     "TokenRequestFailed",
     "UnsupportedAlgorithm",
@@ -128,6 +132,18 @@ class InvalidToken(OIDCGuardError):
     """A credential was presented and it is not acceptable."""
 
     code = "invalid_token"
+
+
+class TokenBindingMismatch(InvalidToken):
+    """A DPoP-bound token (``cnf.jkt``) presented as ``Bearer``, or with a proof of another
+    key; or an unbound token presented with the ``DPoP`` scheme (RFC 9449 section 7)."""
+
+
+class InvalidDPoPProof(InvalidToken):
+    """The ``DPoP`` proof header is missing, malformed, or fails a check of RFC 9449
+    section 4.3 (type, algorithm, key, signature, method, URL, age, replay, token hash)."""
+
+    code = "invalid_dpop_proof"
 
 
 class MalformedAuthorization(InvalidToken):

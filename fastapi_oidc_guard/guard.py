@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import FastAPI, WebSocket
@@ -24,6 +25,7 @@ from .config import GuardConfig, SessionBackendName
 from .dependencies import Installed
 from .env_settings import DEFAULT_PREFIX
 from .errors import ConfigurationError, NoRefreshToken
+from .extra_verifiers import CredentialVerifier, VerifierSet
 from .http_errors import error_response, install_error_handlers
 from .issuers import IssuerResolver, IssuerVerifiers, TrustedIssuer, build_issuer_stack
 from .login_flow import LoginFlow
@@ -33,7 +35,7 @@ from .openapi import install_openapi
 from .provider import Provider
 from .resource_metadata import install_resource_metadata, metadata_url
 from .routes import PrefixedRoutes, build_router
-from .sessions.base import SessionBackend
+from .sessions.base import SessionBackend, SharedState
 from .sessions.cookie import CookieSessionBackend
 from .sessions.cookies import CookieSettings
 from .sessions.manager import BeforeSave, SessionManager
@@ -50,6 +52,8 @@ __all__ = ["OIDCGuard"]
 
 logger = logging.getLogger("fastapi_oidc_guard")
 AnyBackend = SessionBackend | CookieSessionBackend
+if TYPE_CHECKING:
+    from .sessions._redis_client import RedisClient
 
 
 def _named_backend(cfg: GuardConfig, sealer: Sealer) -> AnyBackend:
@@ -110,6 +114,7 @@ class OIDCGuard:
         trusted_issuers: Iterable[TrustedIssuer] = (),
         issuer_resolver: IssuerResolver | None = None,
         error_page: ErrorPage | None = None,
+        verifiers: Iterable[CredentialVerifier] = (),
         **settings: Any,
     ) -> None:
         if isinstance(session_backend, str):  # a name: it is the configuration setting
@@ -144,9 +149,26 @@ class OIDCGuard:
             self._build_sessions(session_backend, before_session_saved)
         elif session_backend is not None:
             raise ConfigurationError("session_backend given but login is not configured")
+        self._shared: SharedState | None = self.sessions.shared if self.sessions else None
+        self._own_redis: RedisClient | None = None
+        if self._shared is None and cfg.redis_url:
+            from .sessions._redis_client import RedisClient
+
+            # Once-only ids only (DPoP proofs): nothing is sealed, the key is never used.
+            unused = Sealer((secrets.token_urlsafe(48),), clock=cfg.clock)
+            self._own_redis = RedisClient(sealer=unused, url=cfg.redis_url, clock=cfg.clock)
+            self._shared = self._own_redis
+        shared = self._shared
+
+        async def first_use(name: str, ttl: float) -> bool:
+            assert shared is not None
+            return await shared.first_use(name, ttl=ttl)
+
         self.auth = Authenticator(
-            config=cfg, issuers=self.issuers, sessions=self.sessions, user_model=user_model
-        )
+            config=cfg, issuers=self.issuers, sessions=self.sessions, user_model=user_model,
+            verifiers=VerifierSet(verifiers),
+            dpop_first_use=first_use if shared is not None else None,
+        )  # fmt: skip
         self.provider = Provider(self.discovery, self.credentials, self.http_client)
         handout = Handout(clock=cfg.clock)  # one audience-trap warning per process
         self.tokens = TokenService(
@@ -226,6 +248,7 @@ class OIDCGuard:
         trusted_issuers: Iterable[TrustedIssuer] = (),
         issuer_resolver: IssuerResolver | None = None,
         error_page: ErrorPage | None = None,
+        verifiers: Iterable[CredentialVerifier] = (),
         prefix: str = DEFAULT_PREFIX,
         env_file: str | os.PathLike[str] | None = None,
         **overrides: Any,
@@ -240,7 +263,7 @@ class OIDCGuard:
             config=config, user_model=user_model, transport=transport, http_client=http_client,
             session_backend=session_backend, before_session_saved=before_session_saved,
             trusted_issuers=trusted_issuers, issuer_resolver=issuer_resolver,
-            error_page=error_page,
+            error_page=error_page, verifiers=verifiers,
         )  # fmt: skip
 
     # -- HTTP client and lifecycle -----------------------------------------------------------
@@ -287,7 +310,8 @@ class OIDCGuard:
             stack.discovery.close()
         sessions = self.sessions
         parts = {id(p): p for p in (sessions.backend, sessions.revocations)} if sessions else {}
-        for part in parts.values():
+        closing: list[object] = [*parts.values(), *filter(None, [self._own_redis])]
+        for part in closing:
             close = getattr(part, "aclose", None)
             if close is not None:
                 await close()
@@ -326,8 +350,10 @@ class OIDCGuard:
         install_error_handlers(app)
         if resource:
             install_resource_metadata(
-                app, resource=resource, authorization_servers=self.issuers.stacks
-            )
+                app, resource=resource, authorization_servers=self.issuers.stacks,
+                dpop_algorithms=cfg.dpop_algorithms if cfg.dpop != "off" else (),
+                dpop_required=cfg.dpop == "required",
+            )  # fmt: skip
         install_openapi(
             app, issuer=cfg.issuer, client_id=cfg.swagger_client_id or cfg.client_id,
             scope=cfg.scope, audience=cfg.audience,

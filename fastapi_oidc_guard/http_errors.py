@@ -7,6 +7,7 @@ an exception message. The detailed message goes to the ``fastapi_oidc_guard`` lo
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, WebSocket
 from fastapi.requests import HTTPConnection
@@ -20,6 +21,7 @@ from .errors import (
     InsufficientScope,
     InsufficientUserAuthentication,
     InvalidAudience,
+    InvalidDPoPProof,
     InvalidIssuer,
     InvalidRequest,
     InvalidSignature,
@@ -36,6 +38,7 @@ from .errors import (
     SessionTooLarge,
     StaleCallback,
     TemporarilyUnavailable,
+    TokenBindingMismatch,
     TokenNotYetValid,
     UnsupportedAlgorithm,
     UnusableKey,
@@ -54,7 +57,19 @@ _DESCRIPTIONS: dict[type[OIDCGuardError], tuple[int, str]] = {
     InvalidToken: (401, "The access token is invalid or has expired"),
     # One fixed description per rejection class: what failed, never a value from the token
     # (expected vs found goes to the fastapi_oidc_guard logger).
-    MalformedAuthorization: (401, "The Authorization header must be 'Bearer' and one token"),
+    MalformedAuthorization: (
+        401,
+        "The Authorization header must be 'Bearer' (or 'DPoP' with a DPoP proof) and one token",
+    ),
+    InvalidDPoPProof: (
+        401,
+        "The DPoP proof is missing, malformed, replayed, or does not match this request or token",
+    ),
+    TokenBindingMismatch: (
+        401,
+        "The access token's key binding does not match: DPoP-bound tokens need the DPoP scheme "
+        "and a proof of their key",
+    ),
     MalformedToken: (
         401,
         "The access token is not a well-formed signed JWT (an opaque token? request the token "
@@ -109,24 +124,33 @@ def describe(err: OIDCGuardError) -> tuple[int, str]:
     return 500, "Internal authentication error"
 
 
-def _challenge(params: list[tuple[str, str]], resource_metadata: str | None) -> str:
-    """A ``Bearer`` challenge (RFC 6750 section 3) with ``params`` and, when the API has
+def _challenge(
+    params: list[tuple[str, str]], resource_metadata: str | None, dpop_algs: str | None
+) -> str:
+    """A ``Bearer`` challenge (RFC 6750 section 3), or a ``DPoP`` one with ``algs`` (RFC 9449
+    section 7.1) when ``dpop_algs`` is given, with ``params`` and, when the API has
     protected-resource metadata, ``resource_metadata`` (RFC 9728 section 5.1). Every value is
-    a fixed string of this library or a configured URL, never from the request."""
+    a fixed string of this library or a configured value, never from the request."""
+    if dpop_algs:
+        params = [*params, ("algs", dpop_algs)]
     if resource_metadata:
         params = [*params, ("resource_metadata", resource_metadata)]
     quoted = ", ".join(
         f"{name}={value}" if name == "max_age" else f'{name}="{value}"' for name, value in params
     )
-    return f"Bearer {quoted}" if quoted else "Bearer"
+    scheme = "DPoP" if dpop_algs else "Bearer"
+    return f"{scheme} {quoted}" if quoted else scheme
 
 
-def error_response(err: OIDCGuardError, *, resource_metadata: str | None = None) -> Response:
+def error_response(
+    err: OIDCGuardError, *, resource_metadata: str | None = None, dpop_algs: str | None = None
+) -> Response:
     """The JSON response for ``err``: ``{"error": code, "description": fixed text}``.
 
-    401 and 403 answers carry a ``WWW-Authenticate: Bearer`` challenge, naming
-    ``resource_metadata`` (the URL of the API's RFC 9728 document) when given.
-    :class:`LoginRedirect` (pages) becomes a 302 to the login route instead.
+    401 and 403 answers carry a ``WWW-Authenticate`` challenge: ``Bearer``, or ``DPoP`` with
+    its ``algs`` when ``dpop_algs`` is given (a request that used DPoP, an API that requires
+    it, a binding or proof error), naming ``resource_metadata`` (the URL of the API's RFC 9728
+    document) when given. :class:`LoginRedirect` (pages) becomes a 302 to the login route.
     """
     if isinstance(err, LoginRedirect):
         no_store = {"Cache-Control": "no-store"}
@@ -137,7 +161,7 @@ def error_response(err: OIDCGuardError, *, resource_metadata: str | None = None)
     if isinstance(err, NotAuthenticated):
         params = []
     elif isinstance(err, InvalidToken):
-        params = [("error", "invalid_token"), ("error_description", description)]
+        params = [("error", err.code), ("error_description", description)]
     elif isinstance(err, InsufficientScope):
         params = [("error", "insufficient_scope"), ("scope", " ".join(err.required))]
     elif isinstance(err, WrongPrincipal):
@@ -151,7 +175,7 @@ def error_response(err: OIDCGuardError, *, resource_metadata: str | None = None)
     elif isinstance(err, TemporarilyUnavailable):
         headers["Retry-After"] = str(err.retry_after)
     if params is not None:
-        headers["WWW-Authenticate"] = _challenge(params, resource_metadata)
+        headers["WWW-Authenticate"] = _challenge(params, resource_metadata, dpop_algs)
     return JSONResponse(
         {"error": err.code, "description": description}, status_code=status, headers=headers
     )
@@ -181,7 +205,26 @@ async def _handle(request: HTTPConnection, exc: Exception) -> Response | None:
         return None
     log_refusal(request, exc)
     parts = getattr(request.app.state, "oidc_installed", None)
-    return error_response(exc, resource_metadata=getattr(parts, "resource_metadata", None))
+    config = getattr(parts, "config", None)
+    return error_response(
+        exc, resource_metadata=getattr(parts, "resource_metadata", None),
+        dpop_algs=_dpop_challenge(request, exc, config),
+    )  # fmt: skip
+
+
+def _dpop_challenge(request: HTTPConnection, exc: OIDCGuardError, config: Any) -> str | None:
+    """The ``algs`` of a DPoP challenge when the answer should be one: DPoP on, and the
+    request used the ``DPoP`` scheme, or the API requires it, or the error is about DPoP."""
+    if config is None or config.dpop == "off":
+        return None
+    scheme = request.headers.get("authorization", "").partition(" ")[0].lower()
+    if (
+        scheme == "dpop"
+        or config.dpop == "required"
+        or isinstance(exc, InvalidDPoPProof | TokenBindingMismatch)
+    ):
+        return " ".join(config.dpop_algorithms)
+    return None
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -68,9 +68,27 @@ class User(BaseModel):
         ``"user"`` (always for a browser session): see ``fastapi_oidc_guard.principal``."""
         return self._principal or principal_kind(self.claims)
 
+    _via: str | None = PrivateAttr(default=None)
+
+    @property
+    def authenticated_by(self) -> str | None:
+        """Which credential authenticated this request's user: ``"session"`` (the browser
+        session cookie), ``"bearer"`` (an OIDC access token), ``"dpop"`` (one bound to a DPoP
+        proof), or the name of an extra verifier (``"api_key"``); ``None`` for a user the app
+        built itself (a test override)."""
+        return self._via
+
     def as_session_user(self) -> User:
         """This user, marked as signed in with a browser session (always a ``"user"``)."""
         self._principal = "user"
+        self._via = "session"
+        return self
+
+    def authenticated_with(self, via: str, principal: Principal | None = None) -> User:
+        """This user, marked as authenticated by ``via`` (and, when given, as ``principal``)."""
+        self._via = via
+        if principal is not None:
+            self._principal = principal
         return self
 
     @property

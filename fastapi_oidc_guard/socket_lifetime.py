@@ -38,13 +38,13 @@ Check = Callable[[], Awaitable[str | None]]
 
 def credential_check(guard: Authenticator, websocket: WebSocket) -> Check:
     """A check that returns why the socket's credentials ended, or ``None`` while they hold."""
-    token = guard.bearer_token(websocket)
+    found = guard.credential(websocket)
     sessions = guard.sessions
-    if token:
+    if found is not None:
 
         async def bearer() -> str | None:
             try:
-                await guard.user_from_token(token)
+                await guard.revalidate(found)
             except ExpiredToken:
                 return "token_expired"
             except InvalidToken:

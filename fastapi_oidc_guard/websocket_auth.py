@@ -28,10 +28,21 @@ __all__ = [
     "offered_protocols",
     "parse_authorization",
     "socket_token",
+    "split_authorization",
 ]
 
 BEARER_PROTOCOL_PREFIX = "bearer."
 QUERY_TOKEN = "access_token"
+
+
+def split_authorization(value: str) -> tuple[str, str]:
+    """``Authorization: <scheme> <credential>`` as (the scheme in lower case, the credential):
+    one credential, no spaces in it; :class:`MalformedAuthorization` else."""
+    scheme, _, token = value.partition(" ")
+    token = token.strip(" ")
+    if not scheme or not token or " " in token:
+        raise MalformedAuthorization("Authorization header is not '<scheme> <token>'")
+    return scheme.lower(), token
 
 
 def parse_authorization(value: str) -> str:

@@ -74,6 +74,12 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "max_cookie_bytes": ("8000", 8000),
     "swagger_client_id": ("swagger-ui", "swagger-ui"),
     "resource": ("https://api.example.com/v1", "https://api.example.com/v1"),
+    "dpop": ("required", "required"),
+    "dpop_algorithms": ("ES256,EdDSA", ("ES256", "EdDSA")),
+    "dpop_max_age": ("60", 60.0),
+    "token_validation": ("introspect_opaque", "introspect_opaque"),
+    "introspection_cache_ttl": ("30", 30.0),
+    "introspection_inactive_ttl": ("1", 1.0),
 }
 # Settings that need a partner to be valid alone.
 PARTNERS: dict[str, dict[str, str]] = {

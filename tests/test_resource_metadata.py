@@ -76,6 +76,8 @@ def test_the_document_names_the_resource_its_issuer_and_the_routes_scopes(
         "authorization_servers": [issuer.issuer],
         "bearer_methods_supported": ["header"],
         "scopes_supported": ["items:read", "items:write"],
+        "dpop_signing_alg_values_supported": ["ES256", "PS256", "RS256", "EdDSA"],
+        "dpop_bound_access_tokens_required": False,
     }
     assert response.headers["Access-Control-Allow-Origin"] == "*"  # browser-based clients
     assert "max-age" in response.headers["Cache-Control"]

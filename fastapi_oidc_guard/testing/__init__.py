@@ -9,11 +9,13 @@ headers = {"Authorization": f"Bearer {issuer.mint(sub='alice')}"}
 
 from ._keys import SigningKey
 from .clock import FakeClock
+from .dpop import DPoPKey
 from .helpers import make_session, override_user, session_cookies
 from .issuer import FakeIssuer, IssuerMode, combined_transport
 from .login import alogin, login
 
 __all__ = [
+    "DPoPKey",
     "FakeClock",
     "FakeIssuer",
     "IssuerMode",
