@@ -11,6 +11,7 @@ and the app can render its own: ``OIDCGuard(error_page=...)`` receives the reque
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -18,9 +19,11 @@ from urllib.parse import urlencode
 from fastapi.requests import Request
 from fastapi.responses import Response
 
-from ._pages import error_page
-from .errors import OIDCGuardError
+from ._pages import PAGE_CSP, error_page
+from .errors import OIDCGuardError, TemporarilyUnavailable
 from .http_errors import describe, error_response, log_refusal
+
+logger = logging.getLogger("fastapi_oidc_guard")
 
 __all__ = ["BrowserError", "BrowserErrors", "ErrorPage", "prefers_html"]
 
@@ -81,11 +84,21 @@ class BrowserErrors:
         retry = f"{self._login_path(request)}?{urlencode({'returnTo': return_to})}"
         shown = BrowserError(status, err.code, description, retry, return_to, err)
         if self._page is not None:
-            answer = self._page(request, shown)
-            return await answer if inspect.isawaitable(answer) else answer
+            try:
+                answer = self._page(request, shown)
+                if inspect.isawaitable(answer):
+                    answer = await answer
+            except Exception:  # the app's hook failed: the library's page, never a 500
+                logger.exception("error_page raised; the library's page is shown instead")
+            else:
+                if isinstance(answer, Response):
+                    return answer
+                logger.error("error_page returned %s, not a Response", type(answer).__name__)
+        headers = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                   "Content-Security-Policy": PAGE_CSP}  # fmt: skip
+        if isinstance(err, TemporarilyUnavailable):
+            headers["Retry-After"] = str(err.retry_after)
         return Response(
             error_page(shown.description, try_again=shown.try_again, home=shown.home),
-            status_code=status, media_type="text/html",
-            headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-                     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"},
+            status_code=status, media_type="text/html", headers=headers,
         )  # fmt: skip

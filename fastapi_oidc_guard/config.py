@@ -55,13 +55,36 @@ _PREFIXES: set[str] = set()  # every prefix a guard of this process read (for th
 
 
 def _mask_password(url: str) -> str:
-    """``redis://user:secret@host`` as ``redis://user:***@host``."""
+    """``redis://user:secret@host`` as ``redis://user:***@host``, and a ``password`` in the
+    query (``?password=...``, which redis-py reads too) as ``***``."""
     parts = urlsplit(url)
+    if parts.query:
+        query = "&".join(
+            f"{k}=***" if k.lower() == "password" else f"{k}={v}" if sep else k
+            for k, sep, v in (item.partition("=") for item in parts.query.split("&"))
+        )
+        parts = parts._replace(query=query)
     if parts.password is None:
-        return url
+        return parts.geturl()
     netloc = parts.netloc.rsplit("@", 1)
     user = (parts.username or "") + ":***"
     return parts._replace(netloc=f"{user}@{netloc[-1]}").geturl()
+
+
+def _check_prefix_overlap(prefix: str, known: Iterable[Any]) -> None:
+    """Refuse a prefix under which another guard's variables would be read: with ``OIDC_``
+    in use, ``OIDC_SWAGGER_`` would read ``OIDC_SWAGGER_CLIENT_ID`` (the first guard's
+    ``swagger_client_id``) as its ``client_id``."""
+    names = [item.name.upper() + "_" for item in known]
+    for other in {DEFAULT_PREFIX, *_PREFIXES} - {prefix}:
+        longer, shorter = (prefix, other) if len(prefix) > len(other) else (other, prefix)
+        if longer.startswith(shorter) and any(
+            name.startswith(longer[len(shorter) :]) for name in names
+        ):
+            raise ConfigurationError(
+                f"prefix {prefix!r} overlaps {other!r}: {longer}* variables are also "
+                f"{shorter}'s settings; choose a prefix that is not {shorter} + a setting name"
+            )
 
 
 AudienceParam = Literal["audience", "resource", "both", "none"]
@@ -519,6 +542,7 @@ class GuardConfig:
             raise ConfigurationError(
                 f"prefix {prefix!r}: upper-case letters, digits and '_', ending with '_'"
             )
+        _check_prefix_overlap(prefix, fields(cls))
         env: Mapping[str, str] = os.environ if environ is None else environ
         if env_file is not None:
             env = {**read_dotenv(env_file), **env}

@@ -138,8 +138,13 @@ def read_dotenv(path: str | os.PathLike[str]) -> dict[str, str]:
         key, value = key.strip(), value.strip()
         if not sep or not key.replace("_", "").isalnum():
             raise ConfigurationError(f"{file}, line {number}: expected KEY=value")
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
+        if value[:1] in ("'", '"'):
+            # A quoted value ends at its closing quote; only a comment may follow it.
+            end = value.find(value[0], 1)
+            rest = value[end + 1 :].strip() if end > 0 else "?"
+            if end < 0 or (rest and not rest.startswith("#")):
+                raise ConfigurationError(f"{file}, line {number}: unterminated or trailing quote")
+            value = value[1:end]
         elif " #" in value:  # an unquoted value ends at an inline comment
             value = value.split(" #", 1)[0].rstrip()
         values[key] = value

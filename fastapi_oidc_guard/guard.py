@@ -438,14 +438,25 @@ class OIDCGuard:
             min_ttl=min_ttl, force_refresh=force_refresh, on_rotated=on_rotated,
         )  # fmt: skip
 
-    async def offline_grant(self, request: HTTPConnection) -> OfflineGrant:
+    async def offline_grant(self, request: HTTPConnection, *, detach: bool = True) -> OfflineGrant:
         """What a background job needs to act for the signed-in user later: their ``sub`` and
         the session's refresh token (``NoRefreshToken`` without one: ask ``offline_access``).
-        Store it encrypted; it is as powerful as the user's session."""
+        Store it encrypted; it is as powerful as the user's session.
+
+        ``detach`` (the default) moves the refresh token to the job: the session keeps its
+        access tokens until they expire, then the user signs in again (a grant of its own),
+        and logout no longer revokes the job's token. Two holders of one refresh token break
+        at the first rotation (the provider sees a reuse and revokes the grant, for both);
+        ``detach=False`` shares it, for providers that never rotate refresh tokens."""
         session = await self.auth.require_session(request, why="offline_grant needs a session")
         if not session.refresh_token:
             raise NoRefreshToken("the session has no refresh token: ask the offline_access scope")
-        return OfflineGrant(sub=session.sub, refresh_token=session.refresh_token)
+        grant = OfflineGrant(sub=session.sub, refresh_token=session.refresh_token)
+        if detach and self.sessions is not None:
+            await self.sessions.save(
+                request.scope, session.model_copy(update={"refresh_token": None})
+            )
+        return grant
 
     async def userinfo_for(self, request: HTTPConnection) -> dict[str, Any]:
         return await self.tokens.userinfo_for(request)

@@ -17,7 +17,7 @@ from starlette.datastructures import URLPath
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
-from ._pages import logout_confirmation
+from ._pages import PAGE_CSP, logout_confirmation
 from .authentication import Authenticator
 from .backchannel import BackchannelLogout
 from .browser_errors import BrowserErrors, ErrorPage
@@ -183,8 +183,7 @@ def build_router(
         return HTMLResponse(
             logout_confirmation(f"{login.mount(request)}{cfg.routes_prefix}/logout", return_to),
             headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-                     "Content-Security-Policy": "default-src 'none'; form-action 'self'; "
-                                                "frame-ancestors 'none'"},
+                     "Content-Security-Policy": PAGE_CSP},
         )  # fmt: skip
 
     @router.post("/logout")

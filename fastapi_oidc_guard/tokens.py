@@ -186,19 +186,28 @@ class TokenService:
             raise NoRefreshToken("a background token needs the stored refresh token and sub")
         fingerprint = _fingerprint(refresh_token)
         session = self._background.get(fingerprint)
-        if session is None or session.sub != sub:
+        if session is not None and session.sub != sub:
+            # Another user's refresh token handed over as this user's: never their token.
+            raise LoginRequired(
+                "the stored refresh token belongs to another user", end_session=False
+            )
+        if session is None:
             now = self._clock()
             session = SessionData(
                 id="background:" + fingerprint[:16], sub=sub, user={"sub": sub},
                 refresh_token=refresh_token, created_at=now, last_active=now,
             )  # fmt: skip
+        held = session.refresh_token  # the newest refresh token this process knows of
 
         async def persist(updated: SessionData) -> None:
             new = updated.refresh_token
+            # Remembered first, under every token of the chain (the caller's, the one just
+            # spent, the new one): a failing on_rotated, or a caller holding an intermediate
+            # token, never spends a rotated token again.
+            for spent in {refresh_token, held or refresh_token, new or refresh_token}:
+                self._background.put(_fingerprint(spent), updated)
             if new and new != refresh_token and on_rotated is not None:
                 await on_rotated(new)
-            for spent in {refresh_token, new or refresh_token}:
-                self._background.put(_fingerprint(spent), updated)
 
         return await self.for_session(
             session, audience=audience, scope=scope, min_ttl=min_ttl, persist=persist,
@@ -280,6 +289,8 @@ class TokenService:
         key = self.key(audience, scope)
         fingerprint = _fingerprint(session.refresh_token)
         refreshed = self._recent.get(fingerprint)
+        if refreshed is not None and refreshed.sub != session.sub:
+            refreshed = None  # never another user's outcome (a refresh token handed over)
         if refreshed is not None:
             if not force and self._fresh(refreshed.tokens.get(key), min_ttl) is not None:
                 return refreshed  # a concurrent request's outcome, still fresh enough

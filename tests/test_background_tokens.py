@@ -147,3 +147,99 @@ async def test_the_apps_own_token_outside_a_request(issuer: FakeIssuer, clock: F
     renewed = await guard.client_credentials_token(min_ttl=30)
     assert renewed.token != first.token and issuer.oauth.grants["client_credentials"] == 2
     await guard.aclose()
+
+
+def grant_revoked(issuer: FakeIssuer, token: str) -> bool:
+    grant = issuer.oauth.refresh.get(token) or issuer.oauth.used_refresh.get(token)
+    return grant is not None and grant.revoked
+
+
+async def test_a_failing_on_rotated_never_leads_to_spending_the_old_token(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    """Attack (review of #15): the app's database is down when the provider has already
+    rotated the refresh token. A retry with the old token must not reach the provider (which
+    would revoke the user's whole grant): the process remembers the new one first."""
+    guard = web_guard(issuer, clock)
+    grant = await signed_in_grant(guard, issuer)
+    clock.advance(7200)
+
+    async def db_down(new: str) -> None:
+        raise ConnectionError("database unavailable")
+
+    with pytest.raises(ConnectionError):
+        await guard.access_token_from_refresh_token(
+            grant.refresh_token, sub=grant.sub, on_rotated=db_down
+        )
+    clock.advance(120)  # past the memory of recent refreshes
+    token = await guard.access_token_from_refresh_token(grant.refresh_token, sub=grant.sub)
+    assert token.is_jwt and refreshes(issuer) == 1
+    assert not grant_revoked(issuer, grant.refresh_token)
+    await guard.aclose()
+
+
+async def test_an_intermediate_refresh_token_is_never_spent_twice(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    """Attack (review of #15): t0 -> t1 -> t2 by jobs holding t0; a job that read t1 from the
+    database then runs. t1 was spent: the process continues from t2 instead."""
+    guard = web_guard(issuer, clock)
+    grant = await signed_in_grant(guard, issuer)
+    stored: list[str] = []
+
+    async def keep(new: str) -> None:
+        stored.append(new)
+
+    t0 = grant.refresh_token
+    clock.advance(7200)
+    await guard.access_token_from_refresh_token(t0, sub=grant.sub, on_rotated=keep)
+    t1 = stored[-1]
+    clock.advance(7200)
+    await guard.access_token_from_refresh_token(t0, sub=grant.sub, on_rotated=keep)
+    clock.advance(7200)
+    token = await guard.access_token_from_refresh_token(t1, sub=grant.sub, on_rotated=keep)
+    assert token.is_jwt and not grant_revoked(issuer, t1)
+    await guard.aclose()
+
+
+async def test_another_users_refresh_token_is_refused_even_right_after_their_refresh(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    """Attack (review of #15): Bob's refresh token handed to a job as Alice's seconds after
+    Bob's own refresh: the remembered outcome is Bob's, never handed out for Alice."""
+    guard = web_guard(issuer, clock)
+    bobs = await signed_in_grant(guard, issuer, user={"sub": "bob"})
+    clock.advance(7200)
+    await guard.access_token_from_refresh_token(bobs.refresh_token, sub="bob")
+    clock.advance(5)
+    with pytest.raises(LoginRequired, match="another user"):
+        await guard.access_token_from_refresh_token(bobs.refresh_token, sub="alice")
+    await guard.aclose()
+
+
+async def test_the_grant_is_detached_from_the_session(issuer: FakeIssuer, clock: FakeClock) -> None:
+    """Attack (review of #15): the job and the browser session holding one refresh token
+    break at the first rotation (a reuse: the provider revokes both). offline_grant moves it to
+    the job; the session's refresh and logout never touch the job's token."""
+    guard = web_guard(issuer, clock)
+    app = web_app(guard)
+    grants: list[OfflineGrant] = []
+
+    @app.post("/api/remember-me")
+    async def remember(request: Request) -> dict[str, str]:
+        grants.append(await guard.offline_grant(request))
+        return {"ok": "stored"}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        await alogin(client, issuer)
+        assert (
+            await client.post("/api/remember-me", headers={"Origin": BASE_URL})
+        ).status_code == 200
+        clock.advance(7200)  # the session's access token expired: it cannot refresh any more
+        later = await client.get("/auth/access-token")
+        assert later.status_code == 401
+        await client.post("/auth/logout", headers={"Origin": BASE_URL})
+    token = await guard.access_token_from_refresh_token(grants[0].refresh_token, sub=grants[0].sub)
+    assert token.is_jwt and not grant_revoked(issuer, grants[0].refresh_token)
+    await guard.aclose()

@@ -135,3 +135,36 @@ def test_the_app_renders_its_own_page(issuer: FakeIssuer, clock: FakeClock, kind
     if kind == "sync":
         assert seen[0].try_again == "/auth/login?returnTo=%2Freports"
         assert seen[0].home == "/reports"
+
+
+@pytest.mark.parametrize("failure", ["raises", "raises OIDC error", "not a response"])
+def test_a_failing_error_page_hook_falls_back_to_the_librarys_page(
+    issuer: FakeIssuer, clock: FakeClock, failure: str
+) -> None:
+    """Review of #15: an app hook that raises (a missing template) used to turn a cancelled
+    login into a 500 that kept the login transaction usable; it is logged, and the library's
+    page is shown, with the transaction spent."""
+    calls: list[str] = []
+
+    def page(request: Any, error: BrowserError) -> Any:
+        calls.append(error.error)
+        if failure == "raises":
+            raise RuntimeError("template missing")
+        if failure == "raises OIDC error":
+            from fastapi_oidc_guard import InvalidRequest
+
+            raise InvalidRequest("from the hook")
+        return "<p>not a response</p>"
+
+    with client_for(issuer, clock, error_page=page) as client:
+        state = start_login(client, "/x")
+        answer = client.get(
+            "/auth/callback", params={"state": state, "error": "access_denied"}, headers=BROWSER
+        )
+        assert answer.status_code == 400 and "text/html" in answer.headers["content-type"]
+        assert calls == ["access_denied"]  # once
+        again = client.get(
+            "/auth/callback", params={"state": state, "error": "access_denied"}, headers=BROWSER
+        )
+        assert calls == ["access_denied", "invalid_request"]  # the transaction was spent
+        assert again.status_code == 400 and "already completed" in again.text

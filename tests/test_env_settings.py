@@ -234,3 +234,40 @@ def test_the_configuration_page_lists_every_variable() -> None:
     page = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
     missing = [name for name in SAMPLES if f"| `OIDC_{name.upper()}` | `{name}` |" not in page]
     assert missing == []
+
+
+def test_a_quoted_dotenv_value_with_a_comment_loses_its_quotes(tmp_path: Path) -> None:
+    """Review of #15: ``OIDC_CLIENT_SECRET="s3cr3t" # prod`` kept its quotes (a wrong secret,
+    silently); an unterminated quote is an error that never shows the value."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("OIDC_ISSUER=\"https://idp.example.test\" # prod\nOIDC_CLIENT_ID='app'\n")
+    config = GuardConfig.from_env({}, env_file=dotenv)
+    assert config.issuer == "https://idp.example.test" and config.client_id == "app"
+    dotenv.write_text('OIDC_ISSUER=https://idp.example.test\nOIDC_CLIENT_SECRET="s3cr3t-marker\n')
+    with pytest.raises(ConfigurationError, match="line 2") as raised:
+        GuardConfig.from_env({}, env_file=dotenv)
+    assert "s3cr3t" not in str(raised.value)
+    dotenv.write_text('OIDC_CLIENT_SECRET="s3cr3t-marker" trailing\n')
+    with pytest.raises(ConfigurationError, match="line 1") as raised:
+        GuardConfig.from_env({}, env_file=dotenv)
+    assert "s3cr3t" not in str(raised.value)
+
+
+def test_a_redis_password_in_the_query_never_prints() -> None:
+    config = GuardConfig(
+        issuer=ISSUER, redis_url="redis://cache:6379/0?password=s3cr3t-marker&db=1"
+    )
+    assert "s3cr3t" not in repr(config) and "password=***" in repr(config)
+
+
+@pytest.mark.parametrize("prefix", ["OIDC_SWAGGER_", "OIDC_DPOP_", "OIDC_CLIENT_"])
+def test_a_prefix_that_reads_another_guards_settings_is_refused(prefix: str) -> None:
+    """Review of #15: a guard with prefix OIDC_SWAGGER_ read OIDC_SWAGGER_CLIENT_ID (the
+    default guard's swagger_client_id) as its own client_id."""
+    with pytest.raises(ConfigurationError, match="overlaps"):
+        GuardConfig.from_env({f"{prefix}ISSUER": ISSUER}, prefix=prefix)
+
+
+def test_a_prefix_of_its_own_is_fine() -> None:
+    config = GuardConfig.from_env({"OIDC_ADMIN_ISSUER": ISSUER}, prefix="OIDC_ADMIN_")
+    assert config.issuer == ISSUER

@@ -210,14 +210,21 @@ class AuthorizationServer:
             failure, self.fail_next_token = self.fail_next_token, None
             return failure
         public = self._public_client(form, authorization)
-        if public is not None:  # a public client may only redeem its own codes (PKCE)
-            if grant_type != "authorization_code":
+        if public is not None:  # a public client may only redeem its own codes and tokens
+            if grant_type == "authorization_code":
+                owned = self.codes.get(form.get("code", ""))
+            elif grant_type == "refresh_token":
+                owned = self.refresh.get(form.get("refresh_token", ""))
+            else:
                 return 400, {"error": "unauthorized_client"}
-            code_grant = self.codes.get(form.get("code", ""))
-            if code_grant is None or code_grant.client_id != public:
+            if owned is None or owned.client_id != public:
                 return 400, {"error": "invalid_grant"}
         elif not self._client_ok(form, authorization):
             return 401, {"error": "invalid_client"}
+        elif grant_type == "refresh_token":
+            owned = self.refresh.get(form.get("refresh_token", ""))
+            if owned is not None and owned.client_id is not None:
+                return 400, {"error": "invalid_grant"}  # a public client's refresh token
         if grant_type == "authorization_code":
             owner = self.codes.get(form.get("code", ""))
             if public is None and owner is not None and owner.client_id is not None:
@@ -271,6 +278,7 @@ class AuthorizationServer:
         refreshed = Grant(
             user=grant.user, scope=scope, audience=audience, sid=grant.sid,
             auth_time=grant.auth_time, refresh_tokens=grant.refresh_tokens,
+            client_id=grant.client_id,
         )  # fmt: skip
         body = self._tokens(refreshed, id_token=True, family=grant,
                             new_refresh=self.rotate_refresh_tokens)  # fmt: skip
@@ -283,8 +291,8 @@ class AuthorizationServer:
         user = grant.user
         if grant.audience:
             access = issuer.mint(sub=user["sub"], aud=grant.audience, scope=grant.scope or None,
-                                 client_id=issuer.client_id, exp=now + self.access_token_ttl,
-                                 iat=now)  # fmt: skip
+                                 client_id=grant.client_id or issuer.client_id,
+                                 exp=now + self.access_token_ttl, iat=now)  # fmt: skip
         else:
             access = secrets.token_urlsafe(32)  # opaque: no audience was asked
         self.opaque[access] = family or grant

@@ -82,7 +82,11 @@ class FakeIssuer:
         self.post_logout_redirect_uris = registration(post_logout_redirect_uris)
         #: Public clients (no secret; PKCE; the authorization code grant only), each with its
         #: exact redirect URIs: e.g. Swagger UI's ``/docs/oauth2-redirect``.
-        self.public_clients = {cid: tuple(uris) for cid, uris in (public_clients or {}).items()}
+        self.public_clients: dict[str, tuple[str, ...]] = {}
+        for cid, uris in (public_clients or {}).items():
+            if not cid or cid == client_id:
+                raise ValueError(f"public client {cid!r}: an id of its own, not the app's")
+            self.public_clients[cid] = registration(uris) or ()
         self.issuer = issuer
         self.audience = audience
         self.client_id = client_id
