@@ -5,12 +5,13 @@ of who uses whom is docs/architecture.md."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 from fastapi import FastAPI, WebSocket
@@ -27,6 +28,7 @@ from .env_settings import DEFAULT_PREFIX
 from .errors import ConfigurationError, NoRefreshToken
 from .extra_verifiers import CredentialVerifier, VerifierSet
 from .http_errors import error_response, install_error_handlers
+from .introspection import Introspector, ValueStore
 from .issuers import IssuerResolver, IssuerVerifiers, TrustedIssuer, build_issuer_stack
 from .login_flow import LoginFlow
 from .machine_tokens import MachineTokens
@@ -78,6 +80,25 @@ def _private_key(cfg: GuardConfig) -> PrivateKey | None:
                 f"client_private_key_file {cfg.client_private_key_file!r}: {err.strerror}"
             ) from err
     return None if text is None else load_private_key(text, kid=cfg.client_key_id)
+
+
+def _value_store(shared: object) -> ValueStore | None:
+    """The shared key-value store of a Redis-backed part, if there is one."""
+    if hasattr(shared, "get_value") and hasattr(shared, "put_value"):
+        return cast(ValueStore, shared)
+    return None
+
+
+def _introspection_sealer(cfg: GuardConfig) -> Sealer | None:
+    """What seals introspection answers shared in Redis: the session secret, else one derived
+    from the client secret (an API without login); ``None`` (no sharing) without either."""
+    if cfg.session_secret:
+        secrets_ = cfg.session_secret
+    elif cfg.client_secret:
+        secrets_ = (hashlib.sha256(b"introspection\x1f" + cfg.client_secret.encode()).hexdigest(),)
+    else:
+        return None
+    return Sealer(secrets_, clock=cfg.clock, binding="introspection\x1f" + cfg.issuer)
 
 
 class OIDCGuard:
@@ -164,12 +185,18 @@ class OIDCGuard:
             assert shared is not None
             return await shared.first_use(name, ttl=ttl)
 
+        self.provider = Provider(self.discovery, self.credentials, self.http_client)
+        self.introspection: Introspector | None = None
+        if cfg.token_validation != "local":
+            self.introspection = Introspector(
+                config=cfg, provider=self.provider, shared=_value_store(shared),
+                sealer=_introspection_sealer(cfg),
+            )  # fmt: skip
         self.auth = Authenticator(
             config=cfg, issuers=self.issuers, sessions=self.sessions, user_model=user_model,
-            verifiers=VerifierSet(verifiers),
+            verifiers=VerifierSet(verifiers), introspection=self.introspection,
             dpop_first_use=first_use if shared is not None else None,
         )  # fmt: skip
-        self.provider = Provider(self.discovery, self.credentials, self.http_client)
         handout = Handout(clock=cfg.clock)  # one audience-trap warning per process
         self.tokens = TokenService(
             config=cfg, provider=self.provider, handout=handout, verifier=self.verifier,

@@ -166,6 +166,19 @@ class RedisClient:
             )
         return bool(created)
 
+    async def get_value(self, name: str) -> bytes | None:
+        """The value stored under ``<prefix>value:<name>``, if any (already sealed by whoever
+        wrote it: this layer stores what it is given)."""
+        async with self._available("get_value"):
+            raw = await self._redis().get(self._prefix + "value:" + name)
+        return raw if isinstance(raw, bytes) else None
+
+    async def put_value(self, name: str, value: str, *, ttl: float) -> None:
+        """Store ``value`` under ``<prefix>value:<name>`` for ``ttl`` seconds."""
+        async with self._available("put_value"):
+            await self._redis().set(self._prefix + "value:" + name, value,
+                                    px=max(1, int(ttl * 1000)))  # fmt: skip
+
     async def aclose(self) -> None:
         """Close the client if this object created it (from ``url``)."""
         if self._url is not None and self._loop in (None, asyncio.get_running_loop()):

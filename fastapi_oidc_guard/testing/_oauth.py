@@ -110,6 +110,10 @@ class AuthorizationServer:
         self.refresh: dict[str, Grant] = {}
         self.used_refresh: dict[str, Grant] = {}
         self.opaque: dict[str, Grant] = {}
+        #: What the introspection endpoint answers for a token (RFC 7662): the claims of the
+        #: tokens ``mint_opaque`` made; an entry may be any JSON to script crafted answers.
+        self.introspected: dict[str, Any] = {}
+        self.revoked_tokens: set[str] = set()
         self.ended_sessions: list[str] = []
         self.grants: Counter[str] = Counter()
         self.fail_next_token: tuple[int, dict[str, Any]] | None = None
@@ -362,7 +366,26 @@ class AuthorizationServer:
     def revoke(self, form: dict[str, str], authorization: str | None) -> int:
         if not self._client_ok(form, authorization):
             return 401
-        grant = self.refresh.get(form.get("token", "")) or self.opaque.get(form.get("token", ""))
+        token = form.get("token", "")
+        grant = self.refresh.get(token) or self.opaque.get(token)
         if grant is not None:
             grant.revoked = True
+        self.revoked_tokens.add(token)
         return 200
+
+    def introspect(self, form: dict[str, str], authorization: str | None) -> tuple[int, Any]:
+        """RFC 7662: the app's client authenticates; an unknown, revoked or expired token is
+        ``{"active": false}``; a scripted answer is sent as it is."""
+        if not self._client_ok(form, authorization):
+            return 401, {"error": "invalid_client"}
+        token = form.get("token", "")
+        answer = self.introspected.get(token)
+        if answer is None or token in self.revoked_tokens:
+            return 200, {"active": False}
+        grant = self.opaque.get(token)
+        if isinstance(answer, dict) and answer.get("active") is True:
+            exp = answer.get("exp")
+            expired = isinstance(exp, int | float) and exp <= self.issuer.clock()
+            if expired or (grant is not None and grant.revoked):
+                return 200, {"active": False}
+        return 200, answer

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -167,6 +168,7 @@ class FakeIssuer:
             "userinfo_endpoint": f"{base}/userinfo",
             "end_session_endpoint": f"{base}/logout",
             "revocation_endpoint": f"{base}/revoke",
+            "introspection_endpoint": f"{base}/introspect",
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": sorted({k.alg for k in self.keys}),
@@ -211,6 +213,15 @@ class FakeIssuer:
         return self.sign(self.claims(**claims), key=key, header=header, alg=alg)
 
     mint_access_token = mint
+
+    def mint_opaque(self, **claims: Any) -> str:
+        """An opaque access token (random, not a JWT) that the introspection endpoint knows:
+        its answer is ``active`` with the default claims, ``claims`` applied (``None`` removes
+        one). ``issuer.oauth.introspected[token] = {...}`` scripts any other answer."""
+        token = secrets.token_urlsafe(32)
+        base = self.claims(**{"client_id": self.client_id, "token_type": "Bearer", **claims})
+        self.oauth.introspected[token] = {"active": True, **base}
+        return token
 
     def mint_id_token(self, *, nonce: str | None = None, **claims: Any) -> str:
         """A signed ID token for ``client_id``."""
@@ -285,6 +296,9 @@ class FakeIssuer:
             return error_page(target) if status == 400 else html_page(target)
         if name == "revoke" and post:
             return httpx.Response(self.oauth.revoke(form, authorization))
+        if name == "introspect" and post:
+            status, body = self.oauth.introspect(form, authorization)
+            return self._json(body, status=status, headers={"cache-control": "no-store"})
         return httpx.Response(404, json={"error": "not_found"})
 
     def _endpoint_name(self, path: str) -> str:

@@ -1,0 +1,225 @@
+"""OAuth 2.0 Token Introspection (RFC 7662) for bearer tokens the API cannot verify itself
+(opaque tokens), or all of them when deactivation must take effect at once.
+
+``OIDC_TOKEN_VALIDATION`` chooses: ``local`` (JWTs only, the default), ``introspect_opaque``
+(tokens that are not compact JWS: the provider is asked), ``introspect_all``.
+
+For a token, in this order:
+
+1. cheap checks (size, characters) before any I/O;
+2. the cache (keyed by the SHA-256 of the token, never the token): an answer is reused until
+   the token's ``exp`` or ``introspection_cache_ttl``, whichever comes first, an inactive one
+   for ``introspection_inactive_ttl``; the clock checks run on every hit. With Redis the cache
+   is shared by every instance, each entry sealed (AES-GCM, bound to the token's hash): an
+   entry written by someone else, or copied to another token's key, is no entry;
+3. one introspection call per token however many requests wait for it (single flight), with
+   the app's client authentication, to the discovery document's ``introspection_endpoint``;
+4. the answer: ``active`` must be ``true``; ``iss``, when present, the configured issuer;
+   ``aud`` one of the API's audiences (the JWT rules); ``exp``, ``nbf``, ``iat`` as for a JWT;
+   ``token_type``, when present, ``Bearer`` or ``DPoP`` (a refresh token is no bearer token);
+   a ``sub`` (or, for client-credentials tokens, ``client_id`` as the subject).
+
+The provider down, slow, answering garbage or refusing the app's credentials is 503, never
+401 and never "accept".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import httpx
+
+from ._cache import BoundedCache
+from ._flight import KeyedSingleFlight
+from ._json import loads_strict
+from .config import GuardConfig
+from .errors import (
+    ClaimError,
+    InvalidIssuer,
+    InvalidToken,
+    MalformedToken,
+    TemporarilyUnavailable,
+    WrongTokenType,
+)
+from .provider import Provider
+from .sessions.sealing import Sealer
+from .verify import check_audience, check_times_at, token_times
+
+__all__ = ["Introspector", "ValueStore"]
+
+logger = logging.getLogger("fastapi_oidc_guard")
+T = TypeVar("T")
+PURPOSE = "introspection"
+_TOKEN_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
+)  # RFC 6750 b64token
+_INACTIVE: dict[str, Any] = {}
+
+
+class ValueStore(Protocol):
+    """A shared key-value store with expiry (the Redis client)."""
+
+    async def get_value(self, name: str) -> bytes | None: ...
+
+    async def put_value(self, name: str, value: str, *, ttl: float) -> None: ...
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+class Introspector:
+    """Asks the provider about tokens (see the module docstring); a ``TokenSource`` of the
+    authenticator."""
+
+    def __init__(
+        self,
+        *,
+        config: GuardConfig,
+        provider: Provider,
+        shared: ValueStore | None = None,
+        sealer: Sealer | None = None,
+        size: int = 10_000,
+    ) -> None:
+        self._cfg = config
+        self._provider = provider
+        self._shared = shared if sealer is not None else None
+        self._sealer = sealer
+        self._clock = config.clock
+        self._cache: BoundedCache[str, dict[str, Any]] = BoundedCache(size, clock=config.clock)
+        self._flights: KeyedSingleFlight[str, dict[str, Any]] = KeyedSingleFlight()
+        self.calls = 0  # introspection requests made (tests, metrics)
+
+    def handles(self, token: str) -> bool:
+        mode = self._cfg.token_validation
+        return mode == "introspect_all" or (mode == "introspect_opaque" and token.count(".") != 2)
+
+    async def principal(self, token: str, build: Callable[[dict[str, Any]], T]) -> T:
+        return build(await self.claims(token))
+
+    async def claims(self, token: str) -> dict[str, Any]:
+        """The verified claims of an active token; ``InvalidToken`` otherwise."""
+        if len(token) > self._cfg.max_token_bytes or not set(token) <= _TOKEN_CHARS:
+            raise MalformedToken("token too long or outside the b64token characters")
+        digest = _digest(token)
+        claims = self._cache.get(digest)
+        if claims is None:
+            claims = await self._flights.run(digest, lambda: self._lookup(token, digest))
+        if claims is _INACTIVE or not claims:
+            raise InvalidToken("the provider says the token is not active")
+        check_times_at(_times(claims), now=self._clock(), leeway=self._cfg.leeway)
+        return claims
+
+    async def _lookup(self, token: str, digest: str) -> dict[str, Any]:
+        shared = await self._shared_entry(digest)
+        if shared is not None:
+            claims, until = shared
+            self._cache.put(digest, claims, expires_at=until)
+            return claims
+        answer = await self._introspect(token)
+        now = self._clock()
+        try:
+            claims = self._checked(answer)
+        except InvalidToken as err:
+            logger.info("introspection: token refused: %s", err)
+            claims = _INACTIVE
+        if claims is _INACTIVE:
+            until = now + self._cfg.introspection_inactive_ttl
+        else:
+            exp = _times(claims)[0]
+            until = min(exp, now + self._cfg.introspection_cache_ttl)
+        if until > now:
+            self._cache.put(digest, claims, expires_at=until)
+            await self._share(digest, claims, until)
+        return claims
+
+    async def _introspect(self, token: str) -> dict[str, Any]:
+        metadata = await self._provider.metadata()
+        endpoint = metadata.introspection_endpoint
+        if not endpoint:
+            logger.error("OIDC_TOKEN_VALIDATION asks for introspection, and the provider's "
+                         "discovery document has no introspection_endpoint")  # fmt: skip
+            raise TemporarilyUnavailable("the provider has no introspection endpoint")
+        body = {"token": token, "token_type_hint": "access_token"}
+        headers = {"Accept": "application/json"}
+        self._provider.credentials.apply(body, headers, metadata=metadata)
+        self.calls += 1
+        try:
+            response = await self._provider.client().post(endpoint, data=body, headers=headers)
+        except httpx.HTTPError as err:
+            raise TemporarilyUnavailable(f"introspection: {type(err).__name__}") from err
+        if response.status_code in (401, 403):
+            logger.error("introspection endpoint refused the app's credentials (%s): check "
+                         "OIDC_CLIENT_ID and its secret or key", response.status_code)  # fmt: skip
+        try:
+            document = loads_strict(response.content)
+        except (ValueError, RecursionError):
+            document = None
+        if response.status_code != 200 or not isinstance(document, dict):
+            raise TemporarilyUnavailable(f"introspection answered status {response.status_code}")
+        return document
+
+    def _checked(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """The answer's claims, every rule of the module docstring applied."""
+        if answer.get("active") is not True:
+            return _INACTIVE
+        claims = {k: v for k, v in answer.items() if k != "active"}
+        iss = claims.get("iss")
+        if iss is not None and iss != self._cfg.issuer:
+            raise InvalidIssuer("iss", f"introspected token of issuer {str(iss)[:128]!r}")
+        check_audience(claims, self._cfg.audiences, claim=self._cfg.audience_claim)
+        token_type = claims.get("token_type")
+        if token_type is not None and (
+            not isinstance(token_type, str) or token_type.lower() not in ("bearer", "dpop")
+        ):
+            raise WrongTokenType(f"token_type {str(token_type)[:32]!r} is not an access token")
+        if "exp" not in claims:
+            claims["exp"] = math.floor(self._clock()) + self._cfg.introspection_cache_ttl
+        token_times(claims)  # NumericDates in range (a huge exp is refused)
+        check_times_at(_times(claims), now=self._clock(), leeway=self._cfg.leeway)
+        if "sub" not in claims and isinstance(claims.get("client_id"), str):
+            claims["sub"] = claims["client_id"]  # a client-credentials token: the client
+        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            raise ClaimError("sub", "missing from the introspection answer")
+        return claims
+
+    # -- the shared cache ---------------------------------------------------------------------
+
+    async def _shared_entry(self, digest: str) -> tuple[dict[str, Any], float] | None:
+        if self._shared is None or self._sealer is None:
+            return None
+        raw = await self._shared.get_value("introspect:" + digest)
+        if raw is None:
+            return None
+        try:
+            value = raw.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        payload = self._sealer.open(value, purpose=PURPOSE)
+        if not isinstance(payload, dict) or not hmac.compare_digest(
+            str(payload.get("t", "")), digest
+        ):
+            return None  # not ours, or another token's entry copied here
+        claims, until = payload.get("c"), payload.get("u")
+        if not isinstance(claims, dict) or not isinstance(until, int | float):
+            return None
+        return (claims or _INACTIVE), float(until)
+
+    async def _share(self, digest: str, claims: dict[str, Any], until: float) -> None:
+        if self._shared is None or self._sealer is None:
+            return
+        ttl = until - self._clock()
+        sealed = self._sealer.seal({"t": digest, "c": claims, "u": until}, purpose=PURPOSE,
+                                   expires_at=until)  # fmt: skip
+        await self._shared.put_value("introspect:" + digest, sealed, ttl=ttl)
+
+
+def _times(claims: dict[str, Any]) -> tuple[float, float | None, float | None]:
+    nbf, iat = claims.get("nbf"), claims.get("iat")
+    exp = float(claims["exp"])
+    return exp, None if nbf is None else float(nbf), None if iat is None else float(iat)
