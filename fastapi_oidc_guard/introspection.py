@@ -16,7 +16,8 @@ For a token, in this order:
    the app's client authentication, to the discovery document's ``introspection_endpoint``;
 4. the answer: ``active`` must be ``true``; ``iss``, when present, the configured issuer;
    ``aud`` one of the API's audiences (the JWT rules); ``exp``, ``nbf``, ``iat`` as for a JWT;
-   ``token_type``, when present, ``Bearer`` or ``DPoP`` (a refresh token is no bearer token);
+   ``token_type`` (or Keycloak's ``typ``) ``Bearer`` or ``DPoP``: an answer that does not
+   say it is an access token is refused (oidc-provider omits it for refresh tokens);
    a ``sub`` (or, for client-credentials tokens, ``client_id`` as the subject).
 
 The provider down, slow, answering garbage or refusing the app's credentials is 503, never
@@ -173,10 +174,10 @@ class Introspector:
         if iss is not None and iss != self._cfg.issuer:
             raise InvalidIssuer("iss", f"introspected token of issuer {str(iss)[:128]!r}")
         check_audience(claims, self._cfg.audiences, claim=self._cfg.audience_claim)
-        token_type = claims.get("token_type")
-        if token_type is not None and (
-            not isinstance(token_type, str) or token_type.lower() not in ("bearer", "dpop")
-        ):
+        token_type = claims.get("token_type", claims.get("typ"))  # typ: Keycloak's answers
+        if not isinstance(token_type, str) or token_type.lower() not in ("bearer", "dpop"):
+            # oidc-provider answers for a refresh token without token_type: an answer that
+            # does not say "access token" is never taken for one.
             raise WrongTokenType(f"token_type {str(token_type)[:32]!r} is not an access token")
         if "exp" not in claims:
             claims["exp"] = math.floor(self._clock()) + self._cfg.introspection_cache_ttl

@@ -82,7 +82,11 @@ def test_introspect_all_asks_about_jwts_too(issuer: FakeIssuer, clock: FakeClock
     jwt = issuer.mint(sub="alice")
     with TestClient(api(issuer, clock, token_validation="introspect_all")) as client:
         assert client.get("/api/me", headers=bearer(jwt)).status_code == 401
-        issuer.oauth.introspected[jwt] = {"active": True, **issuer.claims(sub="alice")}
+        issuer.oauth.introspected[jwt] = {
+            "active": True,
+            "token_type": "Bearer",
+            **issuer.claims(sub="alice"),
+        }
         clock.advance(6)  # past the inactive answer's cache
         assert client.get("/api/me", headers=bearer(jwt)).json()["sub"] == "alice"
     assert calls(issuer) == 2
@@ -103,6 +107,8 @@ CRAFTED: dict[str, Any] = {
     "not yet valid": {"active": True, "sub": "alice", "aud": AUD, "nbf": 1_900_000_000},
     "a refresh token": {"active": True, "sub": "alice", "aud": AUD, "token_type": "refresh_token"},
     "token_type not a string": {"active": True, "sub": "alice", "aud": AUD, "token_type": 1},
+    "no token_type (a refresh token)": {"active": True, "sub": "alice", "aud": AUD},
+    "typ Refresh (Keycloak)": {"active": True, "sub": "alice", "aud": AUD, "typ": "Refresh"},
     "no sub, no client_id": {"active": True, "aud": AUD},
     "an empty sub": {"active": True, "sub": "", "aud": AUD},
     "sub not a string": {"active": True, "sub": 7, "aud": AUD},

@@ -39,6 +39,7 @@ DEFAULT_CLIENT_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/auth/callback"
 DEFAULT_POST_LOGOUT_REDIRECT_URI = "http://127.0.0.1:8000/"
 DEFAULT_API = "https://api.example.test"
+OPAQUE_API = "https://opaque-api.example.test"
 
 
 def missing_prerequisites() -> str | None:
@@ -92,6 +93,7 @@ def default_config() -> JsonDict:
         "extra_clients": [],
         "api": {"identifier": DEFAULT_API, "scope": "api:read api:write", "access_token_ttl": 300},
         "other_apis": ["https://other-api.example.test"],
+        "opaque_apis": [OPAQUE_API],  # opaque access tokens, for introspection
         "ttl": {
             "AccessToken": 3600,
             "AuthorizationCode": 60,

@@ -44,6 +44,7 @@ const DEFAULTS = {
     access_token_ttl: 300,
   },
   other_apis: [], // more resource identifiers, same settings (tokens for "another audience")
+  opaque_apis: [], // resource identifiers whose access tokens are opaque (introspection)
   ttl: {
     AccessToken: 3600, // opaque (userinfo) access tokens; resource tokens use api.access_token_ttl
     AuthorizationCode: 60,
@@ -204,6 +205,14 @@ function buildProvider(cfg, issuer) {
             scope: api.scope,
             audience: resourceIndicator,
             accessTokenFormat: 'jwt',
+            accessTokenTTL: api.access_token_ttl,
+          };
+        }
+        if ((cfg.opaque_apis || []).includes(resourceIndicator)) { // introspected (RFC 7662)
+          return {
+            scope: api.scope,
+            audience: resourceIndicator,
+            accessTokenFormat: 'opaque',
             accessTokenTTL: api.access_token_ttl,
           };
         }
