@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -104,26 +104,13 @@ async def test_the_provider_down_is_503(provider: OIDCProviderProcess) -> None:
     await app.state.oidc_guard.aclose()
 
 
-@pytest.fixture
-def redis_for_e2e() -> Iterator[RedisServer]:
-    import os
-    import shutil
-
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server missing in CI")
-        pytest.skip("redis-server is not on PATH")
-    with RedisServer() as server:
-        yield server
-
-
 def test_two_processes_share_introspection_through_redis(
-    provider: OIDCProviderProcess, redis_for_e2e: RedisServer
+    provider: OIDCProviderProcess, redis_server: RedisServer
 ) -> None:
     env = {
         "OIDC_ISSUER": provider.issuer, "OIDC_AUDIENCE": OPAQUE_API,
         "OIDC_CLIENT_ID": provider.client_id, "OIDC_CLIENT_SECRET": provider.client_secret,
-        "OIDC_TOKEN_VALIDATION": "introspect_opaque", "OIDC_REDIS_URL": redis_for_e2e.url,
+        "OIDC_TOKEN_VALIDATION": "introspect_opaque", "OIDC_REDIS_URL": redis_server.url,
     }  # fmt: skip
     a = AppProcess("tests.e2e.multi_app:app", env, free_port())
     try:
