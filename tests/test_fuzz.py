@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastapi_oidc_guard import OIDCGuard
-from fastapi_oidc_guard.testing import FakeClock, FakeIssuer
+from fastapi_oidc_guard.testing import DPoPKey, FakeClock, FakeIssuer
 
 from .conftest import build_app
 
@@ -55,7 +55,7 @@ def _mutations() -> st.SearchStrategy[str]:
 def test_arbitrary_authorization_header(fuzz_client: TestClient, header: str) -> None:
     response = fuzz_client.get("/api/protected", headers={"Authorization": header})
     assert response.status_code in (401, 403)
-    assert response.json()["error"] in ("not_authenticated", "invalid_token")
+    assert response.json()["error"] in ("not_authenticated", "invalid_token", "invalid_dpop_proof")
 
 
 @settings(
@@ -71,6 +71,43 @@ def test_arbitrary_bearer_token(fuzz_client: TestClient, token: str) -> None:
 
 
 _web_issuer = FakeIssuer(clock=FakeClock(1_800_000_000.0))
+_KEY = DPoPKey(clock=_issuer.clock)
+_BOUND = _issuer.mint(cnf={"jkt": _KEY.jkt})
+_VALID_PROOF = _KEY.proof("GET", "http://testserver/api/protected", _BOUND)
+
+
+def _proofs() -> st.SearchStrategy[str]:
+    """DPoP proofs close to a valid one (for the bound token), and arbitrary text."""
+    valid = _VALID_PROOF
+    head, body, sig = valid.split(".")
+    segment = st.text(alphabet=B64, max_size=300)
+    return st.one_of(
+        st.builds(lambda h: f"{h}.{body}.{sig}", segment),
+        st.builds(lambda b: f"{head}.{b}.{sig}", segment),
+        st.builds(lambda s: f"{head}.{body}.{s}", segment),
+        st.builds(
+            lambda i, c: valid[:i] + c + valid[i + 1 :],
+            st.integers(0, len(valid) - 1),
+            st.sampled_from(B64 + ".=+/ "),
+        ),
+        st.text(alphabet=HEADER_CHARS, max_size=400),
+    )
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(proof=_proofs())
+def test_arbitrary_dpop_proof(fuzz_client: TestClient, proof: str) -> None:
+    """A hostile DPoP proof with a valid bound token: 401, never a 500 and never a user."""
+    headers = {"Authorization": f"DPoP {_BOUND}", "DPoP": proof}
+    response = fuzz_client.get("/api/protected", headers=headers)
+    if proof == _VALID_PROOF and response.status_code == 200:
+        return  # the untouched proof, its first use
+    assert response.status_code == 401, proof
+    assert response.json()["error"] in ("invalid_dpop_proof", "invalid_token")
+
+
 COOKIE_CHARS = st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters=";,")
 
 
