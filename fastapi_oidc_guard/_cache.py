@@ -12,9 +12,12 @@ entries are dropped only when it is full, the soonest to end first, with a warni
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Generic, TypeVar
+
+logger = logging.getLogger("fastapi_oidc_guard")
 
 __all__ = ["BoundedCache", "CacheEntry", "SeenIds", "VerifiedTokenCache", "token_digest"]
 
@@ -87,6 +90,12 @@ class BoundedCache(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def purge_expired(self) -> None:
+        """Drop every expired entry (a scan: for the rare moment the cache is full)."""
+        now = self._now()
+        for key in [k for k, (_, expiry) in self._entries.items() if now >= expiry]:
+            del self._entries[key]
+
     def _now(self) -> float:
         assert self._clock is not None
         return self._clock()
@@ -142,15 +151,35 @@ class VerifiedTokenCache:
 
 
 class SeenIds:
-    """Ids seen before their expiry (replay detection for logout-token ``jti``), bounded."""
+    """Ids seen before their expiry (replay detection for ``jti`` values), bounded.
 
-    def __init__(self, *, clock: Callable[[], float], size: int = 100_000) -> None:
+    ``fail_closed``: when every entry is still live and the store is full, a new id is
+    refused (``first_use`` is False) instead of evicting a live one: a flood of fresh ids can
+    then never push out a spent one and make its replay succeed (DPoP proofs). Without it the
+    oldest entry goes (logout tokens: a logout is never refused for want of room)."""
+
+    def __init__(
+        self, *, clock: Callable[[], float], size: int = 100_000, fail_closed: bool = False
+    ) -> None:
         self._clock = clock
+        self._size = size
+        self._fail_closed = fail_closed
         self._seen: BoundedCache[str, bool] = BoundedCache(size, clock=clock)
+        self.refused_full = 0
 
     def first_use(self, value: str, *, until: float) -> bool:
         """True the first time ``value`` is seen (it is then remembered until ``until``)."""
         if self._seen.get(value) is not None:
             return False
+        if self._fail_closed and len(self._seen) >= self._size:
+            self._seen.purge_expired()
+            if len(self._seen) >= self._size:
+                self.refused_full += 1
+                if self.refused_full == 1 or self.refused_full % 1000 == 0:
+                    logger.warning(
+                        "replay store full of live ids (%d): new ones refused until some "
+                        "expire; configure OIDC_REDIS_URL to share a larger one", self._size,
+                    )  # fmt: skip
+                return False
         self._seen.put(value, True, expires_at=max(until, self._clock() + 60))
         return True

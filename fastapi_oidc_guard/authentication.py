@@ -54,6 +54,7 @@ from .websocket_auth import carries_bearer, socket_token, split_authorization
 __all__ = ["Authenticator", "Credential", "TokenSource"]
 
 T = TypeVar("T")
+_B64TOKEN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=")
 FirstUse = Callable[[str, float], Awaitable[bool]]
 
 
@@ -117,7 +118,7 @@ class Authenticator:
         self.verifiers = verifiers or VerifierSet(())
         self.introspection = introspection
         if dpop_first_use is None:
-            seen = SeenIds(clock=config.clock)
+            seen = SeenIds(clock=config.clock, fail_closed=True)  # a flood never evicts
 
             async def dpop_first_use(name: str, ttl: float) -> bool:
                 return seen.first_use(name, until=config.clock() + ttl)
@@ -209,6 +210,8 @@ class Authenticator:
     async def _dpop_user(self, conn: HTTPConnection, token: str) -> User:
         """RFC 9449 section 4.3 and 7.1: the proof (locally), then the token, then the
         binding, then the proof's ``jti`` spent once (so that only a valid request spends)."""
+        if not token.isascii() or not set(token) <= _B64TOKEN:
+            raise MalformedAuthorization("the DPoP token is not an RFC 6750 b64token")
         proofs = conn.headers.getlist("dpop")
         if len(proofs) != 1:
             raise InvalidDPoPProof(f"{len(proofs)} DPoP headers, exactly one needed")
@@ -224,7 +227,10 @@ class Authenticator:
         if not hmac.compare_digest(recipe.jkt, proof.jkt):
             raise TokenBindingMismatch("the proof's key is not the one the token is bound to")
         jti = hashlib.sha256(proof.jti.encode()).hexdigest()
-        if not await self._dpop_first_use(f"dpop:{proof.jkt}:{jti}", cfg.dpop_max_age + 2 * 60):
+        # Remembered as long as the proof can be valid: iat up to leeway in the future, then
+        # max_age (and leeway) in the past.
+        keep = cfg.dpop_max_age + 2 * cfg.leeway + 60
+        if not await self._dpop_first_use(f"dpop:{proof.jkt}:{jti}", keep):
             raise InvalidDPoPProof("proof jti already used (a replayed request)")
         return user.authenticated_with("dpop")
 
@@ -300,7 +306,10 @@ class Authenticator:
         refuses them is a 401 every time); each request gets a user of its own, lists and
         nested claims included, so a route that changes its user (``user.permissions.append``)
         changes nobody else's, and no later request's authorization."""
-        return (await self._token_user(token))[0]
+        user, recipe = await self._token_user(token)
+        if recipe.bound:  # no proof here: a key-bound token is never a bearer token
+            raise TokenBindingMismatch("a token bound to a key (cnf) used without its proof")
+        return user
 
     async def _token_user(self, token: str) -> tuple[User, _Recipe]:
         source: TokenSource | IssuerVerifiers = self.issuers

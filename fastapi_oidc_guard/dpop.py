@@ -11,11 +11,12 @@ Checked, in this order (cheap and local first; nothing here fetches):
 1. one ``DPoP`` header holding one compact JWS, at most ``MAX_PROOF_BYTES``;
 2. header ``typ`` is ``dpop+jwt``, ``alg`` is in the allow-list (asymmetric only: ``none`` and
    HMAC are never in it), ``jwk`` is a public key (no private members) that fits ``alg``;
-3. the signature verifies with that ``jwk``;
-4. claims: ``jti`` (a string), ``htm`` equal to the request's method, ``htu`` equal to the
-   request's URL without query and fragment (both normalised, RFC 3986 section 6.2.2),
+3. claims: ``jti`` (a UTF-8 string), ``htm`` equal to the request's method, ``htu`` equal to
+   the request's URL without query and fragment (both normalised, RFC 3986 section 6.2.2),
    ``iat`` within ``max_age`` in the past and ``leeway`` in the future, ``ath`` equal to the
-   base64url SHA-256 of the access token.
+   base64url SHA-256 of the access token;
+4. last, the signature verifies with that ``jwk`` (an RSA key is at most 4096 bits, ``e`` at
+   most 2^32: a caller-chosen key cannot make the check costly).
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ def _header_key(header: dict[str, Any], algorithms: frozenset[str]) -> tuple[Any
     private = sorted(_PRIVATE_MEMBERS.intersection(jwk))
     if private:
         raise InvalidDPoPProof(f"header 'jwk' carries private members {private}")
+    _check_rsa_cost(jwk)
     key = parse_jwk({k: v for k, v in jwk.items() if k not in ("use", "key_ops")}, (alg,))
     if alg not in key.verifiers:
         raise InvalidDPoPProof(f"header 'jwk' cannot verify {alg}: {key.reason or 'no fit'}")
@@ -131,6 +133,16 @@ def _header_key(header: dict[str, Any], algorithms: frozenset[str]) -> tuple[Any
         return key, thumbprint(jwk)
     except ValueError as err:
         raise InvalidDPoPProof(str(err)) from err
+
+
+def _check_rsa_cost(jwk: dict[str, Any]) -> None:
+    """A proof key is chosen by the caller: an RSA key with a huge modulus or exponent would
+    make each signature check cost tens of times more (at most 4096 bits, e at most 2^32)."""
+    if jwk.get("kty") != "RSA":
+        return
+    n, e = jwk.get("n"), jwk.get("e")
+    if not isinstance(n, str) or not isinstance(e, str) or len(n) > 700 or len(e) > 6:
+        raise InvalidDPoPProof("header 'jwk': an RSA key of more than 4096 bits or a huge e")
 
 
 def check_proof(
@@ -151,14 +163,10 @@ def check_proof(
     except MalformedToken as err:
         raise InvalidDPoPProof(f"proof is not a compact JWS: {err}") from err
     key, jkt = _header_key(parsed.header, algorithms)
-    try:
-        verify_signature(parsed, key, allowed=algorithms)
-    except InvalidToken as err:  # InvalidSignature, UnusableKey, UnsupportedAlgorithm
-        raise InvalidDPoPProof(f"proof signature: {err}") from err
     claims = parsed.claims
     jti, htm, htu, iat = (claims.get(n) for n in ("jti", "htm", "htu", "iat"))
-    if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI:
-        raise InvalidDPoPProof("jti missing, not a string, or too long")
+    if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI or not _encodable(jti):
+        raise InvalidDPoPProof("jti missing, not a string, too long or not UTF-8")
     if htm != method:
         raise InvalidDPoPProof(f"htm {str(htm)[:16]!r} is not the request's method {method}")
     try:
@@ -175,4 +183,16 @@ def check_proof(
         raise InvalidDPoPProof(f"iat {iat} outside the window (now {int(now)}, {max_age:g} s)")
     if claims.get("ath") != access_token_hash(access_token):
         raise InvalidDPoPProof("ath missing or not the hash of the access token")
+    try:  # last of the local checks: the costly one
+        verify_signature(parsed, key, allowed=algorithms)
+    except InvalidToken as err:  # InvalidSignature, UnusableKey, UnsupportedAlgorithm
+        raise InvalidDPoPProof(f"proof signature: {err}") from err
     return DPoPProof(jkt=jkt, jti=jti, iat=int(iat))
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON escape
+        return False
+    return True

@@ -9,9 +9,10 @@ For a token, in this order:
 1. cheap checks (size, characters) before any I/O;
 2. the cache (keyed by the SHA-256 of the token, never the token): an answer is reused until
    the token's ``exp`` or ``introspection_cache_ttl``, whichever comes first, an inactive one
-   for ``introspection_inactive_ttl``; the clock checks run on every hit. With Redis the cache
-   is shared by every instance, each entry sealed (AES-GCM, bound to the token's hash): an
-   entry written by someone else, or copied to another token's key, is no entry;
+   for ``introspection_inactive_ttl``; the clock checks run on every hit. With Redis the
+   provider's raw answers are shared by every instance, each sealed (AES-GCM, bound to the
+   token's hash: an entry written by someone else, or copied to another token's key, is no
+   entry) and judged by each reader's own rules (two APIs on one Redis never share a verdict);
 3. one introspection call per token however many requests wait for it (single flight), with
    the app's client authentication, to the discovery document's ``introspection_endpoint``;
 4. the answer: ``active`` must be ``true``; ``iss``, when present, the configured issuer;
@@ -45,6 +46,7 @@ from .errors import (
     InvalidToken,
     MalformedToken,
     TemporarilyUnavailable,
+    TokenBindingMismatch,
     WrongTokenType,
 )
 from .provider import Provider
@@ -117,13 +119,15 @@ class Introspector:
         return claims
 
     async def _lookup(self, token: str, digest: str) -> dict[str, Any]:
+        """The provider's answer (from the shared cache, or asked), checked here by this app's
+        rules: only the provider's raw answer is shared, never a verdict that depends on one
+        app's audience or issuer (two APIs on one Redis each judge it themselves)."""
+        now = self._clock()
         shared = await self._shared_entry(digest)
         if shared is not None:
-            claims, until = shared
-            self._cache.put(digest, claims, expires_at=until)
-            return claims
-        answer = await self._introspect(token)
-        now = self._clock()
+            answer, shared_until = shared
+        else:
+            answer, shared_until = await self._introspect(token), None
         try:
             claims = self._checked(answer)
         except InvalidToken as err:
@@ -132,11 +136,21 @@ class Introspector:
         if claims is _INACTIVE:
             until = now + self._cfg.introspection_inactive_ttl
         else:
-            exp = _times(claims)[0]
-            until = min(exp, now + self._cfg.introspection_cache_ttl)
+            until = min(_times(claims)[0], now + self._cfg.introspection_cache_ttl)
+        if shared_until is not None:
+            until = min(until, shared_until)
+        else:  # asked the provider just now: publish its answer for the other instances
+            share_until = now + (
+                self._cfg.introspection_cache_ttl if answer.get("active") is True
+                else self._cfg.introspection_inactive_ttl
+            )  # fmt: skip
+            exp = answer.get("exp")
+            if isinstance(exp, int | float) and not isinstance(exp, bool) and exp < share_until:
+                share_until = float(exp)
+            if share_until > now:
+                await self._share(digest, answer, share_until)
         if until > now:
             self._cache.put(digest, claims, expires_at=until)
-            await self._share(digest, claims, until)
         return claims
 
     async def _introspect(self, token: str) -> dict[str, Any]:
@@ -179,6 +193,11 @@ class Introspector:
             # oidc-provider answers for a refresh token without token_type: an answer that
             # does not say "access token" is never taken for one.
             raise WrongTokenType(f"token_type {str(token_type)[:32]!r} is not an access token")
+        cnf = claims.get("cnf")
+        if token_type.lower() == "dpop" and not (
+            isinstance(cnf, dict) and isinstance(cnf.get("jkt"), str)
+        ):
+            raise TokenBindingMismatch("token_type DPoP without the key it is bound to (cnf.jkt)")
         if "exp" not in claims:
             claims["exp"] = math.floor(self._clock()) + self._cfg.introspection_cache_ttl
         token_times(claims)  # NumericDates in range (a huge exp is refused)
@@ -206,16 +225,17 @@ class Introspector:
             str(payload.get("t", "")), digest
         ):
             return None  # not ours, or another token's entry copied here
-        claims, until = payload.get("c"), payload.get("u")
-        if not isinstance(claims, dict) or not isinstance(until, int | float):
+        answer, until = payload.get("a"), payload.get("u")
+        if not isinstance(answer, dict) or not isinstance(until, int | float):
             return None
-        return (claims or _INACTIVE), float(until)
+        return answer, float(until)
 
-    async def _share(self, digest: str, claims: dict[str, Any], until: float) -> None:
+    async def _share(self, digest: str, answer: dict[str, Any], until: float) -> None:
+        """Publish the provider's raw answer (each reader applies its own rules)."""
         if self._shared is None or self._sealer is None:
             return
         ttl = until - self._clock()
-        sealed = self._sealer.seal({"t": digest, "c": claims, "u": until}, purpose=PURPOSE,
+        sealed = self._sealer.seal({"t": digest, "a": answer, "u": until}, purpose=PURPOSE,
                                    expires_at=until)  # fmt: skip
         await self._shared.put_value("introspect:" + digest, sealed, ttl=ttl)
 

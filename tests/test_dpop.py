@@ -429,6 +429,116 @@ def test_normalize_url_refuses_what_is_no_http_url() -> None:
             normalize_url(url)
 
 
+def raw_status(app: FastAPI, headers: list[tuple[bytes, bytes]]) -> int:
+    """The status of a GET /api/me sent with raw header bytes (latin-1), as a server would."""
+    import anyio
+
+    sent: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+            "scheme": "http", "path": "/api/me", "raw_path": b"/api/me", "query_string": b"",
+            "root_path": "", "headers": [(b"host", b"testserver"), *headers],
+            "client": ("127.0.0.1", 1), "server": ("testserver", 80),
+        }  # fmt: skip
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+
+    anyio.run(run)
+    return int(sent[0]["status"])
+
+
+def test_a_non_ascii_token_with_a_self_made_proof_is_401(
+    issuer: FakeIssuer, clock: FakeClock, key: DPoPKey
+) -> None:
+    """Review of #16: no valid token needed, a latin-1 byte in the token made the ath hash
+    raise (a 500 for anyone)."""
+    app = api(issuer, clock)
+    with TestClient(app):
+        proof = key.proof("GET", URL, None, ath="x").encode()
+        token = "DPoP abc\u00e9def".encode("latin-1")
+        status = raw_status(app, [(b"authorization", token), (b"dpop", proof)])
+    assert status == 401
+
+
+def test_a_jti_that_is_no_utf8_is_401(client: TestClient, issuer: FakeIssuer, key: DPoPKey) -> None:
+    headers = key.headers("GET", URL, bound(issuer, key), jti="\ud800")
+    assert client.get("/api/me", headers=headers).status_code == 401
+
+
+def test_a_proof_from_a_fast_clock_cannot_be_replayed_after_its_record(
+    issuer: FakeIssuer, clock: FakeClock, key: DPoPKey
+) -> None:
+    """Review of #16: with leeway 300 a proof dated 300 s ahead stays valid for max_age +
+    2 x leeway; its jti must be remembered at least that long."""
+    with TestClient(api(issuer, clock, leeway=300)) as client:
+        token = bound(issuer, key, exp=int(clock()) + 7200)
+        headers = key.headers("GET", URL, token, iat=int(clock()) + 300)
+        assert client.get("/api/me", headers=headers).status_code == 200
+        clock.advance(430)
+        assert client.get("/api/me", headers=headers).status_code == 401
+        clock.advance(470)  # 900 s: the proof itself is too old now
+        assert client.get("/api/me", headers=headers).status_code == 401
+
+
+def test_a_flood_of_fresh_proofs_never_evicts_a_spent_one(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    """Review of #16: an attacker with a bound token of their own sends more valid proofs than
+    the in-memory store holds, to push out a victim's spent jti and replay the victim's proof.
+    The store refuses new proofs while it is full of live ones (fail closed)."""
+    from fastapi_oidc_guard._cache import SeenIds
+
+    seen = SeenIds(clock=clock, size=3, fail_closed=True)
+    assert seen.first_use("victim", until=clock() + 300)
+    for n in range(5):
+        seen.first_use(f"attacker-{n}", until=clock() + 300)
+    assert not seen.first_use("victim", until=clock() + 300)  # still remembered
+    assert seen.refused_full >= 3
+    clock.advance(400)  # every entry expired: room again
+    assert seen.first_use("attacker-new", until=clock() + 300)
+
+
+def test_a_huge_rsa_proof_key_is_refused_before_any_signature_check(
+    client: TestClient, issuer: FakeIssuer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review of #16: a caller-chosen 8192-bit key (or a huge e) would make each check costly."""
+    import base64 as b64
+
+    big = b64.urlsafe_b64encode(b"\xff" * 1024).rstrip(b"=").decode()
+    key = DPoPKey("RS256", clock=clock)
+    for jwk in ({**key.public_jwk, "n": big}, {**key.public_jwk, "e": big[:40]}):
+        token = issuer.mint(cnf={"jkt": thumbprint(jwk)})
+        headers = {"Authorization": f"DPoP {token}",
+                   "DPoP": key.proof("GET", URL, token, header={"jwk": jwk})}  # fmt: skip
+        with caplog.at_level("INFO", logger="fastapi_oidc_guard"):
+            response = client.get("/api/me", headers=headers)
+        assert response.status_code == 401 and response.json()["error"] == "invalid_dpop_proof"
+        assert "more than 4096 bits" in caplog.text  # refused for its size, not its signature
+        caplog.clear()
+
+
+async def test_user_from_token_refuses_a_bound_token(
+    issuer: FakeIssuer, clock: FakeClock, key: DPoPKey
+) -> None:
+    """Review of #16: the public verb has no proof to check: a bound token is refused."""
+    from fastapi_oidc_guard import TokenBindingMismatch
+
+    guard = OIDCGuard(issuer=issuer.issuer, audience=issuer.audience, transport=issuer.transport,
+                      clock=clock)  # fmt: skip
+    with pytest.raises(TokenBindingMismatch):
+        await guard.user_from_token(bound(issuer, key))
+    assert (await guard.user_from_token(issuer.mint())).sub == "user-1"
+    await guard.aclose()
+
+
 pytestmark = pytest.mark.anyio
 
 

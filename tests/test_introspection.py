@@ -23,8 +23,9 @@ from .redis_server import RedisServer
 def api(issuer: FakeIssuer, clock: FakeClock, **settings: Any) -> FastAPI:
     settings.setdefault("token_validation", "introspect_opaque")
     settings.setdefault("client_secret", issuer.client_secret)
+    settings.setdefault("audience", issuer.audience)
     guard = OIDCGuard(
-        issuer=issuer.issuer, audience=issuer.audience, transport=issuer.transport, clock=clock,
+        issuer=issuer.issuer, transport=issuer.transport, clock=clock,
         client_id=issuer.client_id, **settings,
     )  # fmt: skip
     app = FastAPI(lifespan=guard.lifespan)
@@ -113,6 +114,12 @@ CRAFTED: dict[str, Any] = {
     "an empty sub": {"active": True, "sub": "", "aud": AUD},
     "sub not a string": {"active": True, "sub": 7, "aud": AUD},
     "an array": [{"active": True, "sub": "alice", "aud": AUD}],
+    "token_type DPoP without cnf": {
+        "active": True,
+        "sub": "alice",
+        "aud": AUD,
+        "token_type": "DPoP",
+    },
 }
 
 
@@ -283,3 +290,30 @@ async def test_two_instances_share_the_cache_through_redis(
             await c.aclose()
         for a in apps:
             await a.state.oidc_guard.aclose()
+
+
+async def test_two_apis_on_one_redis_never_share_a_verdict(
+    redis_server: RedisServer, issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    """Review of #16: two APIs of one issuer (other audiences) sharing Redis and the client
+    secret. A token for A cached by A must not be accepted by B, and B's refusal of A's token
+    must not make A refuse it: only the provider's raw answer is shared."""
+    orders, billing = "https://orders.example.test", "https://billing.example.test"
+    apps = [
+        api(issuer, clock, audience=aud, redis_url=redis_server.url) for aud in (orders, billing)
+    ]
+    a, b = (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=x), base_url="http://t") for x in apps
+    )
+    try:
+        for_a = issuer.mint_opaque(aud=orders, sub="alice")
+        assert (await a.get("/api/me", headers=bearer(for_a))).status_code == 200
+        assert (await b.get("/api/me", headers=bearer(for_a))).status_code == 401
+        second = issuer.mint_opaque(aud=orders, sub="alice")
+        assert (await b.get("/api/me", headers=bearer(second))).status_code == 401
+        assert (await a.get("/api/me", headers=bearer(second))).status_code == 200
+    finally:
+        await a.aclose()
+        await b.aclose()
+        for x in apps:
+            await x.state.oidc_guard.aclose()
