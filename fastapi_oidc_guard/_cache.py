@@ -90,12 +90,6 @@ class BoundedCache(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def purge_expired(self) -> None:
-        """Drop every expired entry (a scan: for the rare moment the cache is full)."""
-        now = self._now()
-        for key in [k for k, (_, expiry) in self._entries.items() if now >= expiry]:
-            del self._entries[key]
-
     def _now(self) -> float:
         assert self._clock is not None
         return self._clock()
@@ -155,8 +149,11 @@ class SeenIds:
 
     ``fail_closed``: when every entry is still live and the store is full, a new id is
     refused (``first_use`` is False) instead of evicting a live one: a flood of fresh ids can
-    then never push out a spent one and make its replay succeed (DPoP proofs). Without it the
-    oldest entry goes (logout tokens: a logout is never refused for want of room)."""
+    then never push out a spent one and make its replay succeed (DPoP proofs). Entries keep
+    their insertion order (a hit does not move them) and share one lifetime, so expired ones
+    are dropped from the front, each once: a full store costs nothing per refused id. Without
+    it the least recently used entry goes (logout tokens: a logout is never refused for want
+    of room)."""
 
     def __init__(
         self, *, clock: Callable[[], float], size: int = 100_000, fail_closed: bool = False
@@ -165,21 +162,34 @@ class SeenIds:
         self._size = size
         self._fail_closed = fail_closed
         self._seen: BoundedCache[str, bool] = BoundedCache(size, clock=clock)
+        self._live: OrderedDict[str, float] = OrderedDict()  # fail_closed: id -> expiry
         self.refused_full = 0
 
     def first_use(self, value: str, *, until: float) -> bool:
         """True the first time ``value`` is seen (it is then remembered until ``until``)."""
-        if self._seen.get(value) is not None:
-            return False
-        if self._fail_closed and len(self._seen) >= self._size:
-            self._seen.purge_expired()
-            if len(self._seen) >= self._size:
-                self.refused_full += 1
-                if self.refused_full == 1 or self.refused_full % 1000 == 0:
-                    logger.warning(
-                        "replay store full of live ids (%d): new ones refused until some "
-                        "expire; configure OIDC_REDIS_URL to share a larger one", self._size,
-                    )  # fmt: skip
+        now = self._clock()
+        expires = max(until, now + 60)
+        if not self._fail_closed:
+            if self._seen.get(value) is not None:
                 return False
-        self._seen.put(value, True, expires_at=max(until, self._clock() + 60))
+            self._seen.put(value, True, expires_at=expires)
+            return True
+        live = self._live
+        while live:
+            oldest, expiry = next(iter(live.items()))
+            if expiry > now:
+                break
+            del live[oldest]
+        seen = live.get(value)
+        if seen is not None and seen > now:
+            return False
+        if len(live) >= self._size:
+            self.refused_full += 1
+            if self.refused_full == 1 or self.refused_full % 1000 == 0:
+                logger.warning(
+                    "replay store full of live ids (%d): new ones refused until some "
+                    "expire; configure OIDC_REDIS_URL to share a larger one", self._size,
+                )  # fmt: skip
+            return False
+        live[value] = expires
         return True

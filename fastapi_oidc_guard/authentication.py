@@ -306,6 +306,8 @@ class Authenticator:
         refuses them is a 401 every time); each request gets a user of its own, lists and
         nested claims included, so a route that changes its user (``user.permissions.append``)
         changes nobody else's, and no later request's authorization."""
+        if self.config.dpop == "required":
+            raise TokenBindingMismatch("this API accepts DPoP-bound access tokens only")
         user, recipe = await self._token_user(token)
         if recipe.bound:  # no proof here: a key-bound token is never a bearer token
             raise TokenBindingMismatch("a token bound to a key (cnf) used without its proof")

@@ -32,7 +32,7 @@ import hmac
 import logging
 import math
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeGuard, TypeVar
 
 import httpx
 
@@ -124,9 +124,17 @@ class Introspector:
         app's audience or issuer (two APIs on one Redis each judge it themselves)."""
         now = self._clock()
         shared = await self._shared_entry(digest)
+        shared_until: float | None = None
         if shared is not None:
-            answer, shared_until = shared
-        else:
+            answer, writer_until, fetched = shared
+            # Never past what the writer promised, and never older than this app's own TTL
+            # allows: a reader with a shorter TTL sees a revocation as soon as it would have.
+            ttl = (
+                self._cfg.introspection_cache_ttl if answer.get("active") is True
+                else self._cfg.introspection_inactive_ttl
+            )  # fmt: skip
+            shared_until = min(writer_until, fetched + ttl)
+        if shared is None or shared_until is None or shared_until <= now:
             answer, shared_until = await self._introspect(token), None
         try:
             claims = self._checked(answer)
@@ -210,7 +218,7 @@ class Introspector:
 
     # -- the shared cache ---------------------------------------------------------------------
 
-    async def _shared_entry(self, digest: str) -> tuple[dict[str, Any], float] | None:
+    async def _shared_entry(self, digest: str) -> tuple[dict[str, Any], float, float] | None:
         if self._shared is None or self._sealer is None:
             return None
         raw = await self._shared.get_value("introspect:" + digest)
@@ -225,19 +233,23 @@ class Introspector:
             str(payload.get("t", "")), digest
         ):
             return None  # not ours, or another token's entry copied here
-        answer, until = payload.get("a"), payload.get("u")
-        if not isinstance(answer, dict) or not isinstance(until, int | float):
+        answer, until, fetched = payload.get("a"), payload.get("u"), payload.get("f")
+        if not isinstance(answer, dict) or not (_number(until) and _number(fetched)):
             return None
-        return answer, float(until)
+        return answer, float(until), float(fetched)
 
     async def _share(self, digest: str, answer: dict[str, Any], until: float) -> None:
         """Publish the provider's raw answer (each reader applies its own rules)."""
         if self._shared is None or self._sealer is None:
             return
         ttl = until - self._clock()
-        sealed = self._sealer.seal({"t": digest, "a": answer, "u": until}, purpose=PURPOSE,
-                                   expires_at=until)  # fmt: skip
+        payload = {"t": digest, "a": answer, "u": until, "f": self._clock()}
+        sealed = self._sealer.seal(payload, purpose=PURPOSE, expires_at=until)
         await self._shared.put_value("introspect:" + digest, sealed, ttl=ttl)
+
+
+def _number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _times(claims: dict[str, Any]) -> tuple[float, float | None, float | None]:

@@ -525,6 +525,37 @@ def test_a_huge_rsa_proof_key_is_refused_before_any_signature_check(
         caplog.clear()
 
 
+def test_a_full_replay_store_refuses_without_scanning(clock: FakeClock) -> None:
+    """Second review of #16: a full store scanned all its entries for every refused id (40 ms
+    each at 100 000): a flood then stalled the whole process. Expired ids leave from the
+    front, each once; a refused id looks at one entry."""
+    from collections import OrderedDict
+
+    from fastapi_oidc_guard._cache import SeenIds
+
+    looked = [0]
+
+    class Counting(OrderedDict[str, float]):
+        def items(self) -> Any:
+            def each() -> Any:
+                for item in super(Counting, self).items():
+                    looked[0] += 1
+                    yield item
+
+            return each()
+
+    seen = SeenIds(clock=clock, size=1000, fail_closed=True)
+    seen._live = Counting()
+    for n in range(1000):
+        assert seen.first_use(f"id-{n}", until=clock() + 300)
+    looked[0] = 0
+    for n in range(200):
+        assert not seen.first_use(f"flood-{n}", until=clock() + 300)
+    assert looked[0] <= 200  # one look per refused id, not 1000
+    clock.advance(400)
+    assert seen.first_use("after", until=clock() + 300)  # the expired ones left, once
+
+
 async def test_user_from_token_refuses_a_bound_token(
     issuer: FakeIssuer, clock: FakeClock, key: DPoPKey
 ) -> None:
@@ -537,6 +568,11 @@ async def test_user_from_token_refuses_a_bound_token(
         await guard.user_from_token(bound(issuer, key))
     assert (await guard.user_from_token(issuer.mint())).sub == "user-1"
     await guard.aclose()
+    strict = OIDCGuard(issuer=issuer.issuer, audience=issuer.audience, transport=issuer.transport,
+                       clock=clock, dpop="required")  # fmt: skip
+    with pytest.raises(TokenBindingMismatch):  # no proof here: not even an unbound token
+        await strict.user_from_token(issuer.mint())
+    await strict.aclose()
 
 
 pytestmark = pytest.mark.anyio

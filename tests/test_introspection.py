@@ -317,3 +317,28 @@ async def test_two_apis_on_one_redis_never_share_a_verdict(
         await b.aclose()
         for x in apps:
             await x.state.oidc_guard.aclose()
+
+
+async def test_a_shared_answer_is_never_older_than_the_readers_ttl(
+    redis_server: RedisServer, issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    """Second review of #16: A (TTL 300 s) shares an answer; B (TTL 5 s, to see revocations
+    at once) must not reuse it for A's 300 s."""
+    slow = api(issuer, clock, redis_url=redis_server.url, introspection_cache_ttl=300)
+    quick = api(issuer, clock, redis_url=redis_server.url, introspection_cache_ttl=5)
+    a, b = (httpx.AsyncClient(transport=httpx.ASGITransport(app=x), base_url="http://t")
+            for x in (slow, quick))  # fmt: skip
+    try:
+        token = issuer.mint_opaque()
+        assert (await a.get("/api/me", headers=bearer(token))).status_code == 200
+        assert (await b.get("/api/me", headers=bearer(token))).status_code == 200  # shared
+        assert calls(issuer) == 1
+        issuer.oauth.revoked_tokens.add(token)
+        clock.advance(6)
+        assert (await b.get("/api/me", headers=bearer(token))).status_code == 401
+        assert calls(issuer) == 2
+    finally:
+        await a.aclose()
+        await b.aclose()
+        for x in (slow, quick):
+            await x.state.oidc_guard.aclose()
