@@ -26,7 +26,6 @@ import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple, Protocol, TypeVar
-from urllib.parse import quote
 
 from fastapi.requests import HTTPConnection
 from pydantic import ValidationError
@@ -46,7 +45,7 @@ from .errors import (
 from .extra_verifiers import CredentialVerifier, VerifierSet
 from .issuers import IssuerVerifiers
 from .models import SessionData, User
-from .paths import mount_path
+from .paths import received_path
 from .sessions.manager import SessionManager
 from .token_sets import token_key
 from .websocket_auth import carries_bearer, socket_token, split_authorization
@@ -242,13 +241,7 @@ class Authenticator:
             url = conn.url
             scheme = {"ws": "http", "wss": "https"}.get(url.scheme, url.scheme)
             origin = f"{scheme}://{url.netloc}"
-        raw = conn.scope.get("raw_path")
-        path = raw.decode("latin-1") if isinstance(raw, bytes) and raw else ""
-        path = path.partition("?")[0] or quote(str(conn.scope.get("path", "/")))
-        mount = mount_path(self.config.app_path, conn.scope)
-        if mount and path != mount and not path.startswith(mount + "/"):
-            path = mount + path
-        return origin + path
+        return origin + received_path(conn.scope, self.config.app_path)
 
     async def session(self, conn: HTTPConnection) -> SessionData | None:
         """The connection's browser session, or ``None``.

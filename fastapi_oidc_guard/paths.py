@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from .config import SAFE_PREFIX
 
-__all__ = ["browser_path", "mount_path"]
+__all__ = ["browser_path", "mount_path", "received_path"]
 
 logger = logging.getLogger("fastapi_oidc_guard")
 
@@ -46,4 +47,16 @@ def browser_path(scope: Mapping[str, Any], app_path: str = "") -> str:
     path = str(scope.get("path", "/"))
     if mount and path != mount and not path.startswith(mount + "/"):
         path = mount + path  # a server that strips the prefix from ``path`` (older ASGI servers)
+    return path
+
+
+def received_path(scope: Mapping[str, Any], app_path: str = "") -> str:
+    """The request's path as the client sent it: still percent-encoded (``raw_path``, else the
+    decoded ``path`` encoded again), without the query, the prefix included (DPoP's ``htu``)."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) and raw else ""
+    path = path.partition("?")[0] or quote(str(scope.get("path", "/")))
+    mount = mount_path(app_path, scope)
+    if mount and path != mount and not path.startswith(mount + "/"):
+        path = mount + path
     return path
