@@ -18,15 +18,15 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
-from fastapi_oidc_guard import OIDCGuard
+from fastapi_oidc_guard import OfflineGrant, OIDCGuard
 from fastapi_oidc_guard.testing import DPoPKey, FakeClock
 
 from ..redis_server import RedisServer
 from ..web import web_app
-from ._provider import DEFAULT_API, OPAQUE_API, OIDCProviderProcess
-from ._server import AppProcess, free_port
+from ._provider import DEFAULT_API, OPAQUE_API, OIDCProviderProcess, drive_login
+from ._server import AppProcess, ServedApp, free_port, free_socket
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -162,3 +162,54 @@ async def test_a_dpop_bound_opaque_token_through_introspection(
         assert ok.status_code == 200, ok.text
         assert (await c.get("/api/protected", headers=bearer(token))).status_code == 401
     await app.state.oidc_guard.aclose()
+
+
+def test_a_refresh_token_is_never_a_bearer_token_through_introspection(
+    make_oidc_provider: Callable[..., OIDCProviderProcess],
+) -> None:
+    """The attack against the real provider: oidc-provider's introspection answers active for
+    a refresh token (without token_type). Sent as a bearer token to an API that introspects
+    opaque tokens, it is refused; the user's (opaque) access token is accepted. (oidc-provider
+    answers inactive for its JWT access tokens: introspect_all suits providers that keep them.)"""
+    sock = free_socket()
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    provider = make_oidc_provider({"client": {"redirect_uris": [f"{base}/auth/callback"]}})
+    web = OIDCGuard(  # logs in for the API whose access tokens are opaque
+        issuer=provider.issuer, audience=OPAQUE_API, client_id=provider.client_id,
+        client_secret=provider.client_secret, base_url=base, session_secret="r" * 40,
+    )  # fmt: skip
+    app = FastAPI(lifespan=web.lifespan)
+    web.install(app)
+    grants: list[OfflineGrant] = []
+
+    @app.post("/remember-me")
+    async def remember(request: Request) -> dict[str, str]:
+        grants.append(await web.offline_grant(request))
+        return {"ok": "stored"}
+
+    with ServedApp(app, sock), httpx.Client(timeout=10) as browser:
+        callback = drive_login(browser, f"{base}/auth/login?prompt=consent", login="rita")
+        assert browser.get(callback, follow_redirects=False).status_code == 302
+        assert browser.post(f"{base}/remember-me", headers={"Origin": base}).status_code == 200
+        access = browser.get(f"{base}/auth/access-token").json()["access_token"]
+    [grant] = grants
+    answer = httpx.post(
+        provider.discovery()["introspection_endpoint"], data={"token": grant.refresh_token},
+        auth=(provider.client_id, provider.client_secret), timeout=10.0,
+    ).json()  # fmt: skip
+    # The provider's shape: active, no token_type and no aud. Two rules refuse it (the
+    # audience, and "an answer that does not say access token"); the unit tests hold each.
+    assert answer["active"] is True and "token_type" not in answer and "aud" not in answer
+
+    assert access.count(".") != 2  # opaque: introspected, like the refresh token
+    api_app = api(provider, OPAQUE_API, token_validation="introspect_opaque")
+
+    async def call() -> tuple[int, int]:
+        transport = httpx.ASGITransport(app=api_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            refused = await c.get("/api/protected", headers=bearer(grant.refresh_token))
+            accepted = await c.get("/api/protected", headers=bearer(access))
+        await api_app.state.oidc_guard.aclose()
+        return refused.status_code, accepted.status_code
+
+    assert asyncio.run(call()) == (401, 200)
