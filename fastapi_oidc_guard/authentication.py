@@ -168,11 +168,6 @@ class Authenticator:
                 return Credential("bearer", passed)
         return None
 
-    def bearer_token(self, conn: HTTPConnection) -> str | None:
-        """``conn``'s token (of any credential kind), or ``None`` for the session cookie."""
-        found = self.credential(conn)
-        return None if found is None else found.token
-
     async def authenticate(self, conn: HTTPConnection) -> User:
         """The user of ``conn``; raises ``NotAuthenticated`` or ``InvalidToken``."""
         found = self.credential(conn)

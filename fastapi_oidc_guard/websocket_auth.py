@@ -23,10 +23,8 @@ from .errors import MalformedAuthorization
 __all__ = [
     "BEARER_PROTOCOL_PREFIX",
     "app_subprotocol",
-    "bearer_token",
     "carries_bearer",
     "offered_protocols",
-    "parse_authorization",
     "socket_token",
     "split_authorization",
 ]
@@ -43,15 +41,6 @@ def split_authorization(value: str) -> tuple[str, str]:
     if not scheme or not token or " " in token:
         raise MalformedAuthorization("Authorization header is not '<scheme> <token>'")
     return scheme.lower(), token
-
-
-def parse_authorization(value: str) -> str:
-    """The token of an ``Authorization: Bearer <token>`` header value; ``InvalidToken`` else."""
-    scheme, _, token = value.partition(" ")
-    token = token.strip(" ")
-    if scheme.lower() != "bearer" or not token or " " in token:
-        raise MalformedAuthorization("Authorization header is not 'Bearer <token>'")
-    return token
 
 
 def offered_protocols(headers: Mapping[str, str]) -> list[str]:
@@ -87,23 +76,6 @@ def carries_bearer(
     if socket_query is None:
         return False
     return socket_token(headers, socket_query(), allow_query=allow_query) is not None
-
-
-def bearer_token(
-    headers: Mapping[str, str],
-    *,
-    socket_query: Callable[[], Mapping[str, str]] | None,
-    allow_query: bool,
-) -> str | None:
-    """The connection's bearer token, or ``None`` when its credential is the session cookie.
-    The ``Authorization`` header wins (malformed: ``InvalidToken``); on a handshake without
-    one, a ``bearer.<token>`` subprotocol, then (opted in) the query."""
-    authorization = headers.get("authorization")
-    if authorization is not None:
-        return parse_authorization(authorization)
-    if socket_query is None:
-        return None
-    return socket_token(headers, socket_query(), allow_query=allow_query)
 
 
 def app_subprotocol(headers: Mapping[str, str]) -> str | None:
