@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from fastapi.requests import HTTPConnection
@@ -46,15 +46,14 @@ from .extra_verifiers import CredentialVerifier, VerifierSet
 from .issuers import IssuerVerifiers
 from .models import SessionData, User
 from .paths import received_path
+from .sessions.base import SharedState
 from .sessions.manager import SessionManager
 from .token_sets import token_key
-from .websocket_auth import carries_bearer, socket_token, split_authorization
+from .websocket_auth import B64TOKEN, carries_bearer, socket_token, split_authorization
 
 __all__ = ["Authenticator", "Credential", "TokenSource"]
 
 T = TypeVar("T")
-_B64TOKEN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=")
-FirstUse = Callable[[str, float], Awaitable[bool]]
 
 
 class TokenSource(Protocol):
@@ -108,7 +107,7 @@ class Authenticator:
         user_model: type[User],
         verifiers: VerifierSet | None = None,
         introspection: TokenSource | None = None,
-        dpop_first_use: FirstUse | None = None,
+        shared: SharedState | None = None,
     ) -> None:
         self.config = config
         self.issuers = issuers
@@ -116,13 +115,10 @@ class Authenticator:
         self.user_model = user_model
         self.verifiers = verifiers or VerifierSet(())
         self.introspection = introspection
-        if dpop_first_use is None:
-            seen = SeenIds(clock=config.clock, fail_closed=True)  # a flood never evicts
-
-            async def dpop_first_use(name: str, ttl: float) -> bool:
-                return seen.first_use(name, until=config.clock() + ttl)
-
-        self._dpop_first_use = dpop_first_use
+        # Spent DPoP proofs: in the shared store (every instance), else in this process (a
+        # flood never evicts a spent one: the store refuses new ones while full).
+        self._shared = shared
+        self._seen = SeenIds(clock=config.clock, fail_closed=True)
         self._dpop_algorithms = frozenset(config.dpop_algorithms)
         self.write_origins = frozenset({config.origin or "", *config.trusted_origins}) - {""}
         # Session users' scopes: those granted with the session's default access token.
@@ -204,7 +200,7 @@ class Authenticator:
     async def _dpop_user(self, conn: HTTPConnection, token: str) -> User:
         """RFC 9449 section 4.3 and 7.1: the proof (locally), then the token, then the
         binding, then the proof's ``jti`` spent once (so that only a valid request spends)."""
-        if not token.isascii() or not set(token) <= _B64TOKEN:
+        if not token.isascii() or not set(token) <= B64TOKEN:
             raise MalformedAuthorization("the DPoP token is not an RFC 6750 b64token")
         proofs = conn.headers.getlist("dpop")
         if len(proofs) != 1:
@@ -224,9 +220,14 @@ class Authenticator:
         # Remembered as long as the proof can be valid: iat up to leeway in the future, then
         # max_age (and leeway) in the past.
         keep = cfg.dpop_max_age + 2 * cfg.leeway + 60
-        if not await self._dpop_first_use(f"dpop:{proof.jkt}:{jti}", keep):
+        if not await self._first_use(f"dpop:{proof.jkt}:{jti}", keep):
             raise InvalidDPoPProof("proof jti already used (a replayed request)")
         return user.authenticated_with("dpop")
+
+    async def _first_use(self, name: str, ttl: float) -> bool:
+        if self._shared is not None:
+            return await self._shared.first_use(name, ttl=ttl)
+        return self._seen.first_use(name, until=self.config.clock() + ttl)
 
     def request_url(self, conn: HTTPConnection) -> str:
         """The URL a DPoP proof's ``htu`` must name: the configured public origin

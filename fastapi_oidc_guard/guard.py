@@ -5,13 +5,11 @@ of who uses whom is docs/architecture.md."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import httpx
 from fastapi import FastAPI, WebSocket
@@ -28,7 +26,7 @@ from .env_settings import DEFAULT_PREFIX
 from .errors import ConfigurationError, NoRefreshToken
 from .extra_verifiers import CredentialVerifier, VerifierSet
 from .http_errors import error_response, install_error_handlers
-from .introspection import Introspector, ValueStore
+from .introspection import Introspector
 from .issuers import IssuerResolver, IssuerVerifiers, TrustedIssuer, build_issuer_stack
 from .login_flow import LoginFlow
 from .machine_tokens import MachineTokens
@@ -37,7 +35,7 @@ from .openapi import install_openapi
 from .provider import Provider
 from .resource_metadata import install_resource_metadata, metadata_url
 from .routes import PrefixedRoutes, build_router
-from .sessions.base import SessionBackend, SharedState
+from .sessions.base import SessionBackend
 from .sessions.cookie import CookieSessionBackend
 from .sessions.cookies import CookieSettings
 from .sessions.manager import BeforeSave, SessionManager
@@ -45,6 +43,7 @@ from .sessions.memory import MemorySessionBackend
 from .sessions.middleware import SessionMiddleware
 from .sessions.revocation import MemoryRevocations, RevocationStore
 from .sessions.sealing import Sealer
+from .shared_state import introspection_sealer, shared_state, value_store
 from .socket_lifetime import close_when_ended, credential_check
 from .token_sets import Handout
 from .tokens import TokenService
@@ -54,8 +53,6 @@ __all__ = ["OIDCGuard"]
 
 logger = logging.getLogger("fastapi_oidc_guard")
 AnyBackend = SessionBackend | CookieSessionBackend
-if TYPE_CHECKING:
-    from .sessions._redis_client import RedisClient
 
 
 def _named_backend(cfg: GuardConfig, sealer: Sealer) -> AnyBackend:
@@ -80,25 +77,6 @@ def _private_key(cfg: GuardConfig) -> PrivateKey | None:
                 f"client_private_key_file {cfg.client_private_key_file!r}: {err.strerror}"
             ) from err
     return None if text is None else load_private_key(text, kid=cfg.client_key_id)
-
-
-def _value_store(shared: object) -> ValueStore | None:
-    """The shared key-value store of a Redis-backed part, if there is one."""
-    if hasattr(shared, "get_value") and hasattr(shared, "put_value"):
-        return cast(ValueStore, shared)
-    return None
-
-
-def _introspection_sealer(cfg: GuardConfig) -> Sealer | None:
-    """What seals introspection answers shared in Redis: the session secret, else one derived
-    from the client secret (an API without login); ``None`` (no sharing) without either."""
-    if cfg.session_secret:
-        secrets_ = cfg.session_secret
-    elif cfg.client_secret:
-        secrets_ = (hashlib.sha256(b"introspection\x1f" + cfg.client_secret.encode()).hexdigest(),)
-    else:
-        return None
-    return Sealer(secrets_, clock=cfg.clock, binding="introspection\x1f" + cfg.issuer)
 
 
 class OIDCGuard:
@@ -170,32 +148,18 @@ class OIDCGuard:
             self._build_sessions(session_backend, before_session_saved)
         elif session_backend is not None:
             raise ConfigurationError("session_backend given but login is not configured")
-        self._shared: SharedState | None = self.sessions.shared if self.sessions else None
-        self._own_redis: RedisClient | None = None
-        if self._shared is None and cfg.redis_url:
-            from .sessions._redis_client import RedisClient
-
-            # Once-only ids only (DPoP proofs): nothing is sealed, the key is never used.
-            unused = Sealer((secrets.token_urlsafe(48),), clock=cfg.clock)
-            self._own_redis = RedisClient(sealer=unused, url=cfg.redis_url, clock=cfg.clock)
-            self._shared = self._own_redis
-        shared = self._shared
-
-        async def first_use(name: str, ttl: float) -> bool:
-            assert shared is not None
-            return await shared.first_use(name, ttl=ttl)
-
+        shared, self._own_redis = shared_state(cfg, self.sessions)
         self.provider = Provider(self.discovery, self.credentials, self.http_client)
         self.introspection: Introspector | None = None
         if cfg.token_validation != "local":
             self.introspection = Introspector(
-                config=cfg, provider=self.provider, shared=_value_store(shared),
-                sealer=_introspection_sealer(cfg),
+                config=cfg, provider=self.provider, shared=value_store(shared),
+                sealer=introspection_sealer(cfg),
             )  # fmt: skip
         self.auth = Authenticator(
             config=cfg, issuers=self.issuers, sessions=self.sessions, user_model=user_model,
             verifiers=VerifierSet(verifiers), introspection=self.introspection,
-            dpop_first_use=first_use if shared is not None else None,
+            shared=shared,
         )  # fmt: skip
         handout = Handout(clock=cfg.clock)  # one audience-trap warning per process
         self.tokens = TokenService(

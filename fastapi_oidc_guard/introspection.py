@@ -51,17 +51,17 @@ from .errors import (
 )
 from .provider import Provider
 from .sessions.sealing import Sealer
-from .verify import check_audience, check_times_at, token_times
+from .verify import TokenTimes, check_audience, check_times, check_times_at, token_times
+from .websocket_auth import B64TOKEN
 
 __all__ = ["Introspector", "ValueStore"]
 
 logger = logging.getLogger("fastapi_oidc_guard")
 T = TypeVar("T")
 PURPOSE = "introspection"
-_TOKEN_CHARS = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
-)  # RFC 6750 b64token
-_INACTIVE: dict[str, Any] = {}
+# A cache entry: the checked claims and their times (parsed once), or the inactive marker.
+Entry = tuple[dict[str, Any], TokenTimes]
+_INACTIVE: Entry = ({}, TokenTimes(0.0, None, None))
 
 
 class ValueStore(Protocol):
@@ -94,8 +94,8 @@ class Introspector:
         self._shared = shared if sealer is not None else None
         self._sealer = sealer
         self._clock = config.clock
-        self._cache: BoundedCache[str, dict[str, Any]] = BoundedCache(size, clock=config.clock)
-        self._flights: KeyedSingleFlight[str, dict[str, Any]] = KeyedSingleFlight()
+        self._cache: BoundedCache[str, Entry] = BoundedCache(size, clock=config.clock)
+        self._flights: KeyedSingleFlight[str, Entry] = KeyedSingleFlight()
         self.calls = 0  # introspection requests made (tests, metrics)
 
     def handles(self, token: str) -> bool:
@@ -107,18 +107,24 @@ class Introspector:
 
     async def claims(self, token: str) -> dict[str, Any]:
         """The verified claims of an active token; ``InvalidToken`` otherwise."""
-        if len(token) > self._cfg.max_token_bytes or not set(token) <= _TOKEN_CHARS:
+        if len(token) > self._cfg.max_token_bytes or not set(token) <= B64TOKEN:
             raise MalformedToken("token too long or outside the b64token characters")
         digest = _digest(token)
-        claims = self._cache.get(digest)
-        if claims is None:
-            claims = await self._flights.run(digest, lambda: self._lookup(token, digest))
-        if claims is _INACTIVE or not claims:
+        entry = self._cache.get(digest)
+        if entry is None:
+            entry = await self._flights.run(digest, lambda: self._lookup(token, digest))
+        if entry is _INACTIVE:
             raise InvalidToken("the provider says the token is not active")
-        check_times_at(_times(claims), now=self._clock(), leeway=self._cfg.leeway)
+        claims, times = entry
+        check_times_at(times, now=self._clock(), leeway=self._cfg.leeway)  # on every hit
         return claims
 
-    async def _lookup(self, token: str, digest: str) -> dict[str, Any]:
+    def _ttl(self, answer: dict[str, Any]) -> float:
+        """How long this app reuses ``answer``: the cache TTL when active, else the short one."""
+        active = answer.get("active") is True
+        return self._cfg.introspection_cache_ttl if active else self._cfg.introspection_inactive_ttl
+
+    async def _lookup(self, token: str, digest: str) -> Entry:
         """The provider's answer (from the shared cache, or asked), checked here by this app's
         rules: only the provider's raw answer is shared, never a verdict that depends on one
         app's audience or issuer (two APIs on one Redis each judge it themselves)."""
@@ -129,37 +135,30 @@ class Introspector:
             answer, writer_until, fetched = shared
             # Never past what the writer promised, and never older than this app's own TTL
             # allows: a reader with a shorter TTL sees a revocation as soon as it would have.
-            ttl = (
-                self._cfg.introspection_cache_ttl if answer.get("active") is True
-                else self._cfg.introspection_inactive_ttl
-            )  # fmt: skip
-            shared_until = min(writer_until, fetched + ttl)
+            shared_until = min(writer_until, fetched + self._ttl(answer))
         if shared is None or shared_until is None or shared_until <= now:
             answer, shared_until = await self._introspect(token), None
+        entry = _INACTIVE
         try:
             claims = self._checked(answer)
+            entry = (claims, token_times(claims))
         except InvalidToken as err:
             logger.info("introspection: token refused: %s", err)
-            claims = _INACTIVE
-        if claims is _INACTIVE:
-            until = now + self._cfg.introspection_inactive_ttl
-        else:
-            until = min(_times(claims)[0], now + self._cfg.introspection_cache_ttl)
+        until = now + self._cfg.introspection_inactive_ttl
+        if entry is not _INACTIVE:
+            until = min(entry[1].exp, now + self._cfg.introspection_cache_ttl)
         if shared_until is not None:
             until = min(until, shared_until)
         else:  # asked the provider just now: publish its answer for the other instances
-            share_until = now + (
-                self._cfg.introspection_cache_ttl if answer.get("active") is True
-                else self._cfg.introspection_inactive_ttl
-            )  # fmt: skip
+            share_until = now + self._ttl(answer)
             exp = answer.get("exp")
             if isinstance(exp, int | float) and not isinstance(exp, bool) and exp < share_until:
                 share_until = float(exp)
             if share_until > now:
                 await self._share(digest, answer, share_until)
         if until > now:
-            self._cache.put(digest, claims, expires_at=until)
-        return claims
+            self._cache.put(digest, entry, expires_at=until)
+        return entry
 
     async def _introspect(self, token: str) -> dict[str, Any]:
         metadata = await self._provider.metadata()
@@ -190,7 +189,7 @@ class Introspector:
     def _checked(self, answer: dict[str, Any]) -> dict[str, Any]:
         """The answer's claims, every rule of the module docstring applied."""
         if answer.get("active") is not True:
-            return _INACTIVE
+            raise InvalidToken("the provider says the token is not active")
         claims = {k: v for k, v in answer.items() if k != "active"}
         iss = claims.get("iss")
         if iss is not None and iss != self._cfg.issuer:
@@ -208,8 +207,7 @@ class Introspector:
             raise TokenBindingMismatch("token_type DPoP without the key it is bound to (cnf.jkt)")
         if "exp" not in claims:
             claims["exp"] = math.floor(self._clock()) + self._cfg.introspection_cache_ttl
-        token_times(claims)  # NumericDates in range (a huge exp is refused)
-        check_times_at(_times(claims), now=self._clock(), leeway=self._cfg.leeway)
+        check_times(claims, now=self._clock(), leeway=self._cfg.leeway)  # a huge exp refuses
         if "sub" not in claims and isinstance(claims.get("client_id"), str):
             claims["sub"] = claims["client_id"]  # a client-credentials token: the client
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
@@ -250,9 +248,3 @@ class Introspector:
 
 def _number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _times(claims: dict[str, Any]) -> tuple[float, float | None, float | None]:
-    nbf, iat = claims.get("nbf"), claims.get("iat")
-    exp = float(claims["exp"])
-    return exp, None if nbf is None else float(nbf), None if iat is None else float(iat)

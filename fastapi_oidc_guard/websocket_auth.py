@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from .errors import MalformedAuthorization
 
 __all__ = [
+    "B64TOKEN",
     "BEARER_PROTOCOL_PREFIX",
     "app_subprotocol",
     "carries_bearer",
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 BEARER_PROTOCOL_PREFIX = "bearer."
+#: The characters of an RFC 6750 ``b64token`` (what a token in ``Authorization`` may hold).
+B64TOKEN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=")
 QUERY_TOKEN = "access_token"
 
 
